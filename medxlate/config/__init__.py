@@ -1,0 +1,35 @@
+"""Experiment configuration: frozen, validated models; the only place YAML is parsed."""
+
+from medxlate.config.loader import (
+    apply_overrides,
+    flatten_config,
+    load_config,
+    parse_override,
+    read_yaml,
+    validate_config,
+)
+from medxlate.config.schema import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    LossConfig,
+    ModelConfig,
+    TrackingConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "flatten_config",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "validate_config",
+]

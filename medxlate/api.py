@@ -1,0 +1,22 @@
+"""Top-level entry points of the public API."""
+
+from __future__ import annotations
+
+from medxlate.config import ExperimentConfig
+from medxlate.tracking import Tracker, make_tracker
+from medxlate.training import TrainResult, fit
+
+
+def train(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
+    """Train a model as configured and track it (MLflow unless ``tracking.backend: none``).
+
+    Args:
+        cfg: Validated experiment config (see :func:`medxlate.load_config`).
+        tracker: Overrides the tracker the config asks for (e.g. a NullTracker in tests).
+
+    Returns:
+        Run id, checkpoint path and final validation metrics.
+    """
+    if tracker is None:
+        tracker = make_tracker(cfg.tracking.backend, cfg.tracking.tracking_uri)
+    return fit(cfg, tracker)

@@ -1,0 +1,160 @@
+"""Load YAML configs into frozen :class:`ExperimentConfig` objects; the only place YAML is parsed."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from medxlate.config.schema import ExperimentConfig
+from medxlate.errors import ConfigError
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping.
+
+    Args:
+        path: YAML file.
+
+    Returns:
+        The parsed mapping.
+
+    Raises:
+        ConfigError: if the file is missing, is not valid YAML or does not hold a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (expected a YAML file)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at top level, found {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a deep copy of ``raw`` with dotted-key overrides applied (``{"train.epochs": 2}``).
+
+    Args:
+        raw: Nested mapping as read from YAML.
+        overrides: Dotted keys to values; intermediate mappings are created when missing.
+
+    Returns:
+        The merged nested dict.
+
+    Raises:
+        ConfigError: if an override descends into a value that is not a mapping.
+    """
+    merged = _deep_copy(raw)
+    for dotted, value in (overrides or {}).items():
+        node = merged
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"override '{dotted}': '{where}' holds a {type(child).__name__}, not a section"
+                )
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key.path=value`` from the command line; the value is read as YAML (``2``, ``[1, 2]``).
+
+    Raises:
+        ConfigError: if there is no ``=`` or the key is empty.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.epochs=2")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {e}") from e
+    return key.strip(), parsed
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Load and validate an experiment config.
+
+    Args:
+        path: YAML file.
+        overrides: Dotted keys to values applied before validation, e.g. ``{"train.epochs": 2}``.
+
+    Returns:
+        The frozen, validated config.
+
+    Raises:
+        ConfigError: listing every problem with its key path, the value found and what was expected.
+    """
+    raw = apply_overrides(read_yaml(path), overrides)
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> ExperimentConfig:
+    """Validate a nested mapping into an :class:`ExperimentConfig` (see :func:`load_config`)."""
+    try:
+        return ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as e:
+        lines = [_describe_error(err) for err in e.errors()]
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from e
+
+
+def _describe_error(err: Mapping[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(ExperimentConfig, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f", did you mean '{close[0]}'?" if close else ""
+        return f"'{key}': unknown key{hint} (allowed here: {', '.join(sorted(known))})"
+    if err["type"] == "missing":
+        return f"'{key}': required key is missing"
+    found = err.get("input")
+    return f"'{key}': {err['msg']} (found {found!r})"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model reached by following ``loc`` from ``model``."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        current = annotation
+    return list(current.model_fields) if isinstance(current, type) else []
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def flatten_config(cfg: ExperimentConfig) -> dict[str, str]:
+    """Flatten the resolved config to ``section.key`` -> string, for tracking params."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = str(value)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out

@@ -1,0 +1,35 @@
+"""Pipeline recipes: which data, which experiment config, which stages, where outputs go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from medxlate.config.schema import _Frozen
+
+Stage = Literal["prepare", "train", "evaluate", "translate"]
+
+
+class PipelineConfig(_Frozen):
+    """An end-to-end recipe (``medxlate run PIPELINE.yaml``). Relative paths are resolved from the
+    current working directory.
+
+    Attributes:
+        name: Recipe name.
+        config: Experiment config (YAML) used by the train stage.
+        input: Folder of paired volumes with a ``manifest.json`` (the prepare stage's input).
+        output_dir: Everything the pipeline writes goes below this folder.
+        overrides: Dotted-key overrides applied to the experiment config.
+        stages: Stages to run, in order.
+        translate_split: Which dataset split the translate stage writes synthetic volumes for.
+    """
+
+    name: str = Field(min_length=1)
+    config: Path
+    input: Path
+    output_dir: Path
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    stages: tuple[Stage, ...] = ("prepare", "train", "evaluate", "translate")
+    translate_split: Literal["train", "val", "test"] = "val"

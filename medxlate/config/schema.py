@@ -1,0 +1,131 @@
+"""Typed, frozen experiment configuration models (pydantic v2).
+
+Every section rejects unknown keys (``extra="forbid"``) so a typo fails loudly at load time instead
+of being silently ignored. Relative paths are resolved against the current working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(_Frozen):
+    """Where the prepared dataset lives and how volumes are preprocessed.
+
+    Attributes:
+        dataset: Folder holding ``dataset.json`` (written by ``medxlate prepare``).
+        spatial_dims: 2 for slice-wise (2D/2.5D) translation.
+        context_slices: Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
+        pixdim: Voxel spacing (mm) to resample to before training/inference; ``None`` keeps the data's.
+        source_window: CT window in HU, clipped and scaled to [-1, 1].
+        target_percentiles: Per-volume percentiles of the MR mapped to [-1, 1].
+        batch_size: Slices per training batch.
+        flip_prob: Probability of a random left-right flip of each training pair.
+    """
+
+    dataset: Path
+    spatial_dims: Literal[2] = 2
+    context_slices: int = Field(default=0, ge=0, le=8)
+    pixdim: tuple[float, float, float] | None = None
+    source_window: tuple[float, float] = (-1024.0, 3071.0)
+    target_percentiles: tuple[float, float] = (0.5, 99.5)
+    batch_size: int = Field(default=4, ge=1)
+    flip_prob: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("source_window", "target_percentiles")
+    @classmethod
+    def _increasing(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"expected an increasing pair [low, high], got {list(value)}")
+        return value
+
+    @field_validator("pixdim")
+    @classmethod
+    def _positive_spacing(cls, value: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"expected positive spacings in mm, got {list(value)}")
+        return value
+
+
+class ModelConfig(_Frozen):
+    """Generator and discriminator names (from the registries) and their parameters."""
+
+    generator: str = "unet"
+    generator_params: dict[str, Any] = Field(default_factory=lambda: {"num_downs": 8, "ngf": 64})
+    discriminator: str = "patchgan"
+    discriminator_params: dict[str, Any] = Field(default_factory=lambda: {"ndf": 64, "n_layers": 3})
+
+
+class LossConfig(_Frozen):
+    """Adversarial loss (lsgan, vanilla, hinge) plus L1 weighted by ``lambda_l1``."""
+
+    adversarial: str = "lsgan"
+    lambda_l1: float = Field(default=100.0, ge=0.0)
+
+
+class TrainConfig(_Frozen):
+    """Optimisation schedule (pix2pix defaults), checkpointing and device.
+
+    The learning rate is constant for ``epochs - decay_epochs`` epochs, then decays linearly to 0.
+    """
+
+    epochs: int = Field(default=200, ge=1)
+    decay_epochs: int = Field(default=100, ge=0)
+    lr: float = Field(default=2e-4, gt=0.0)
+    beta1: float = Field(default=0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    output_dir: Path = Path("outputs/train")
+    resume: Path | None = None
+    log_every: int = Field(default=10, ge=1)
+    max_steps_per_epoch: int | None = Field(default=None, ge=1)
+    num_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _decay_within_epochs(self) -> TrainConfig:
+        if self.decay_epochs > self.epochs:
+            raise ValueError(f"decay_epochs ({self.decay_epochs}) must not exceed epochs ({self.epochs})")
+        return self
+
+
+class EvalConfig(_Frozen):
+    """Validation/evaluation settings."""
+
+    sw_batch_size: int = Field(default=8, ge=1)
+    montage_slices: int = Field(default=1, ge=1, le=8)
+
+
+class TrackingConfig(_Frozen):
+    """Experiment tracking. ``backend: mlflow`` uses MLflow's default store unless ``tracking_uri``
+    or the ``MLFLOW_TRACKING_URI`` environment variable says otherwise."""
+
+    backend: Literal["mlflow", "none"] = "mlflow"
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    log_images: bool = True
+
+
+class ExperimentConfig(_Frozen):
+    """A whole experiment: data, model, loss, training, evaluation and tracking."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def experiment_name(self) -> str:
+        """MLflow experiment name: explicit, else the config's name."""
+        return self.tracking.experiment or self.name

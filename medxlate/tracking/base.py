@@ -1,0 +1,81 @@
+"""The tracker interface the training loop talks to, and a tracker that records nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What the training loop needs from an experiment tracker."""
+
+    run_id: str | None
+
+    def start(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+    ) -> str | None:
+        """Open (or resume) a run and record params/tags; returns the run id, if any."""
+        ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record scalar metrics at a step (may be buffered)."""
+        ...
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """Record an (H, W, 3) uint8 image at a step."""
+        ...
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Copy a local file into the run's artifacts."""
+        ...
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Flush and close the run."""
+        ...
+
+
+class NullTracker:
+    """A tracker that keeps the last metrics in memory and writes nothing (tests, dry runs)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.metrics: dict[str, list[tuple[int, float]]] = {}
+        self.images: list[str] = []
+        self.artifacts: list[Path] = []
+        self.params: dict[str, str] = {}
+
+    def start(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+    ) -> str | None:
+        """Remember the params; there is no run id."""
+        self.params = dict(params)
+        return None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Keep the values in memory."""
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """Remember that an image was logged."""
+        self.images.append(f"{key}@{step}")
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Remember the artifact path."""
+        self.artifacts.append(Path(path))
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Nothing to close."""

@@ -1,0 +1,103 @@
+"""MLflow tracker: the only module that imports mlflow.
+
+Uses MLflow's own default store (SQLite ``mlflow.db`` in the working directory for MLflow 3) unless
+a tracking URI is given or ``MLFLOW_TRACKING_URI`` is set. Per-step metrics are buffered and sent
+with ``log_batch``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_MAX_BATCH = 500  # MLflow accepts up to 1000 metrics per log_batch call
+_MAX_PARAM_LENGTH = 6000
+
+
+class MlflowTracker:
+    """Record a run in MLflow.
+
+    Args:
+        tracking_uri: Explicit tracking URI; ``None`` keeps MLflow's default resolution.
+    """
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        self._mlflow = mlflow
+        self._client = MlflowClient()
+        self.run_id: str | None = None
+        self._buffer: list[Any] = []
+
+    @property
+    def tracking_uri(self) -> str:
+        """The tracking URI in effect."""
+        return str(self._mlflow.get_tracking_uri())
+
+    def start(
+        self,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+    ) -> str | None:
+        """Create (or resume) a run under ``experiment``; params are logged only for a new run."""
+        if resume_run_id:
+            self.run_id = resume_run_id
+            self._client.update_run(resume_run_id, status="RUNNING")
+            return self.run_id
+        found = self._client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else self._client.create_experiment(experiment)
+        run = self._client.create_run(experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:_MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
+        for start in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[start : start + 100])
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer metrics; flushed in batches."""
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), stamp, step) for k, v in metrics.items())
+        if len(self._buffer) >= _MAX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered metrics."""
+        if self.run_id and self._buffer:
+            for start in range(0, len(self._buffer), _MAX_BATCH):
+                self._client.log_batch(self.run_id, metrics=self._buffer[start : start + _MAX_BATCH])
+        self._buffer = []
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """Log an image as a step-indexed image series (MLflow UI: Artifacts / images)."""
+        self.flush()
+        if self.run_id:
+            self._client.log_image(self.run_id, image, key=key, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Upload a file into the run's artifacts."""
+        if self.run_id:
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Flush metrics and mark the run finished (or FAILED/KILLED)."""
+        self.flush()
+        if self.run_id:
+            self._client.set_terminated(self.run_id, status=status)
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The shell command that opens the MLflow UI on this store."""
+    return f"mlflow ui --backend-store-uri {tracking_uri}"

@@ -1,0 +1,79 @@
+"""Build networks, optimisers and the learning-rate schedule from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from medxlate.config import ExperimentConfig
+from medxlate.errors import ConfigError
+from medxlate.training.steps import GanModules
+
+
+def generator_spec(cfg: ExperimentConfig, in_channels: int) -> dict[str, Any]:
+    """Everything needed to rebuild the generator (stored in checkpoints)."""
+    return {
+        "name": cfg.model.generator,
+        "spatial_dims": cfg.data.spatial_dims,
+        "in_channels": in_channels,
+        "out_channels": 1,
+        "params": dict(cfg.model.generator_params),
+    }
+
+
+def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> tuple[GanModules, int]:
+    """Generator + discriminator with pix2pix initialisation and Adam optimisers.
+
+    Returns:
+        The modules and the in-plane size multiple the generator needs (its total stride).
+
+    Raises:
+        ConfigError: for unknown model names or parameters.
+    """
+    from medxlate.models import build_discriminator, build_generator, init_weights
+
+    spec = generator_spec(cfg, in_channels)
+    generator = build_generator(spec["name"], spec["spatial_dims"], in_channels, 1, **spec["params"])
+    discriminator = build_discriminator(
+        cfg.model.discriminator, cfg.data.spatial_dims, in_channels + 1, **cfg.model.discriminator_params
+    )
+    init_weights(generator)
+    init_weights(discriminator)
+    generator.to(device)
+    discriminator.to(device)
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    modules = GanModules(
+        generator=generator,
+        discriminator=discriminator,
+        optimizer_g=torch.optim.Adam(generator.parameters(), lr=cfg.train.lr, betas=betas),
+        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=cfg.train.lr, betas=betas),
+    )
+    return modules, required_multiple(generator)
+
+
+def required_multiple(generator: torch.nn.Module) -> int:
+    """In-plane size multiple the generator needs (``2**num_downs`` for the U-Net, else 1)."""
+    multiple = getattr(generator, "required_multiple", None)
+    if multiple is None:
+        num_downs = getattr(generator, "num_downs", None)
+        multiple = 2**num_downs if num_downs is not None else 1
+    if int(multiple) < 1:
+        raise ConfigError(f"generator reports an invalid size multiple {multiple}")
+    return int(multiple)
+
+
+def linear_decay(epochs: int, decay_epochs: int) -> Callable[[int], float]:
+    """pix2pix schedule: factor 1 for ``epochs - decay_epochs`` epochs, then linearly down towards 0.
+
+    With ``epochs=4, decay_epochs=2`` the factors for epochs 0..3 are 1, 1, 2/3, 1/3.
+    """
+    constant = epochs - decay_epochs
+
+    def factor(epoch: int) -> float:
+        if decay_epochs == 0 or epoch < constant:
+            return 1.0
+        return max(0.0, 1.0 - (epoch - constant + 1) / (decay_epochs + 1))
+
+    return factor
