@@ -1,0 +1,68 @@
+"""Voxel-wise error metrics: PSNR and MAE, per sample, optionally inside a mask."""
+
+from __future__ import annotations
+
+import torch
+
+from medxlate.metrics._inputs import as_data_range, as_mask, check_pair, masked_sample_mean
+
+
+def psnr(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    data_range: float | torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Peak signal-to-noise ratio per sample, ``10 log10(data_range² / MSE)``, in dB.
+
+    The MSE of a sample is averaged over voxels (inside ``mask``) per channel, then over channels;
+    unmasked, this equals ``skimage.metrics.peak_signal_noise_ratio`` on the sample's
+    ``(C, *spatial)`` array.
+
+    Args:
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims.
+        target: Reference, same shape and device as ``pred``.
+        data_range: Dynamic range of the data (max - min possible value): a positive number or a
+            ``(B,)`` tensor (one per sample; its values are not checked).
+        mask: Optional boolean / 0-1 tensor broadcastable to ``(B, 1 or C, *spatial)``; only voxels
+            inside count. A sample with an empty mask gives NaN.
+
+    Returns:
+        ``(B,)`` PSNR in dB in the compute dtype (float64 for float64 input, else float32);
+        ``inf`` where the MSE is 0 (identical images).
+
+    Raises:
+        InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, the
+            mask does not broadcast, or ``data_range`` is invalid.
+    """
+    x, y = check_pair("psnr", pred, target)
+    crange = as_data_range("psnr", data_range, x)
+    bool_mask = as_mask("psnr", mask, x)
+    mse = masked_sample_mean((x - y) ** 2, bool_mask)  # (B,)
+    if isinstance(crange, torch.Tensor):
+        crange = crange.reshape(-1)  # (B or 1,)
+    return 10 * torch.log10(crange**2 / mse)
+
+
+def mae(pred: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error per sample, in the images' units.
+
+    Averaged over voxels (inside ``mask``) per channel, then over channels.
+
+    Args:
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims.
+        target: Reference, same shape and device as ``pred``.
+        mask: Optional boolean / 0-1 tensor broadcastable to ``(B, 1 or C, *spatial)``; only voxels
+            inside count. A sample with an empty mask gives NaN.
+
+    Returns:
+        ``(B,)`` MAE in the compute dtype (float64 for float64 input, else float32).
+
+    Raises:
+        InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, or
+            the mask does not broadcast.
+    """
+    x, y = check_pair("mae", pred, target)
+    bool_mask = as_mask("mae", mask, x)
+    return masked_sample_mean((x - y).abs(), bool_mask)
