@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-TINY_SHAPE = (20, 24, 10)
+TINY_SHAPE = (20, 24, 12)
 
 
 def tiny_affine() -> np.ndarray:

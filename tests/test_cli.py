@@ -70,7 +70,7 @@ def test_source_target_shape_mismatch(
     write_nifti(mr, paired_folder / "patient_1" / "mr.nii.gz", tiny_affine())
     code, _, err = run_cli(monkeypatch, capsys, "prepare", str(paired_folder), str(tmp_path / "ds"))
     assert code == 2
-    assert "patient_1/mr.nii.gz: target has shape (20, 24, 9), expected the source's (20, 24, 10)" in err
+    assert "patient_1/mr.nii.gz: target has shape (20, 24, 9), expected the source's (20, 24, 12)" in err
     assert not (tmp_path / "ds" / "dataset.json").exists()
     assert sorted(p.name for p in (tmp_path / "ds" / "cases").iterdir()) == ["case_000", "case_002"]
 
@@ -105,4 +105,5 @@ def test_pipeline_end_to_end(
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     source = nib.load(str(paired_folder / "patient_2" / "ct.nii.gz"))
     np.testing.assert_allclose(nib.load(str(translated)).affine, source.affine, atol=1e-5)
-    assert (tmp_path / "out" / "evaluation" / "metrics_per_case.csv").read_text().startswith("case,ssim,")
+    header = (tmp_path / "out" / "evaluation" / "metrics_per_case.csv").read_text().splitlines()[0]
+    assert header.startswith("case,ssim,psnr,mae,ssim_body,psnr_body,mae_body,data_range")

@@ -14,6 +14,9 @@ from medxlate.inference.slicewise import translate_slices
 from medxlate.training.montage import make_montage
 from medxlate.transforms import Preprocessing, unit_to_range
 
+METRIC_NAMES = ("ssim", "psnr", "mae", "ssim_body", "psnr_body", "mae_body")
+SSIM_WINDOW = 11  # Gaussian window of sigma 1.5 truncated at 3.5 sigma: 2 * 5 + 1 voxels
+
 
 @dataclass(frozen=True)
 class ValidationResult:
@@ -40,16 +43,29 @@ def volume_metrics(prediction: torch.Tensor, reference: torch.Tensor, mask: torc
     pred, ref, body = prediction[None, None], reference[None, None], mask[None, None]
     data_range = float(ref.max() - ref.min())
     values = {
-        "ssim": metrics.ssim(pred, ref, data_range=data_range),
         "psnr": metrics.psnr(pred, ref, data_range=data_range),
         "mae": metrics.mae(pred, ref),
-        "ssim_body": metrics.ssim(pred, ref, data_range=data_range, mask=body),
         "psnr_body": metrics.psnr(pred, ref, data_range=data_range, mask=body),
         "mae_body": metrics.mae(pred, ref, mask=body),
     }
-    result = {name: float(value[0]) for name, value in values.items()}
+    scalars = {name: float(value[0]) for name, value in values.items()}
+    scalars["ssim"], scalars["ssim_body"] = _ssim_pair(pred, ref, body, data_range)
+    result = {name: scalars[name] for name in METRIC_NAMES}
     result["data_range"] = data_range
     return result
+
+
+def _ssim_pair(pred: torch.Tensor, ref: torch.Tensor, body: torch.Tensor, data_range: float) -> tuple[float, float]:
+    """3D SSIM (whole, body); volumes thinner than the 11-voxel window fall back to the mean of 2D
+    SSIM over axial slices (slices whose body mask is empty inside the valid region are skipped)."""
+    if min(pred.shape[2:]) >= SSIM_WINDOW:
+        whole = metrics.ssim(pred, ref, data_range=data_range)
+        masked = metrics.ssim(pred, ref, data_range=data_range, mask=body)
+        return float(whole[0]), float(masked[0])
+    slices = [t[0].permute(3, 0, 1, 2) for t in (pred, ref, body)]  # (Z, 1, X, Y)
+    whole = metrics.ssim(slices[0], slices[1], data_range=data_range)
+    masked = metrics.ssim(slices[0], slices[1], data_range=data_range, mask=slices[2])
+    return float(whole.mean()), float(torch.nanmean(masked))
 
 
 def validate(

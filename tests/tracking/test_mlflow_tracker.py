@@ -58,3 +58,19 @@ def test_training_run_is_recorded(store: str, paired_folder: Path, tmp_path: Pat
     assert [a.path for a in client.list_artifacts(result.run_id, "model")] == ["model/last.pt"]
     all_files = {a.path for a in client.list_artifacts(result.run_id, "images")}
     assert any(path.endswith(".png") for path in all_files)
+
+
+def test_translator_from_mlflow_run(store: str, paired_folder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from medxlate.inference import Translator
+    from medxlate.io import load_volume
+
+    prepare_dataset(paired_folder, tmp_path / "dataset")
+    raw = tiny_config(tmp_path / "dataset", tmp_path / "run", epochs=1, decay_epochs=0)
+    result = fit(validate_config(raw), make_tracker("mlflow"))
+    translator = Translator.from_mlflow(f"runs:/{result.run_id}/model", device="cpu")
+    assert translator.provenance["mlflow_run_id"] == result.run_id
+    source = load_volume(paired_folder / "patient_2" / "ct.nii.gz")
+    direct = Translator.from_checkpoint(result.checkpoint, device="cpu")(source)
+    torch.testing.assert_close(translator(source).as_tensor(), direct.as_tensor())

@@ -111,3 +111,21 @@ def test_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     torch.save({"format": "medxlate-checkpoint", "version": 1, "obj": _StopError()}, path)
     with pytest.raises(CheckpointError, match="unsafe"):
         load_checkpoint(path)
+
+
+def test_volume_metrics_thin_volume_falls_back_to_slices() -> None:
+    from medxlate.training.validation import volume_metrics
+
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(16, 16, 4, generator=generator) * 100
+    prediction = reference + torch.randn(16, 16, 4, generator=generator)
+    mask = torch.ones(16, 16, 4, dtype=torch.bool)
+    values = volume_metrics(prediction, reference, mask)
+    from medxlate import metrics
+
+    per_slice = metrics.ssim(prediction.permute(2, 0, 1)[:, None], reference.permute(2, 0, 1)[:, None],
+                             data_range=values["data_range"])
+    assert values["ssim"] == pytest.approx(float(per_slice.mean()), abs=1e-6)
+    assert values["ssim_body"] == pytest.approx(values["ssim"], abs=1e-6)
+    identical = volume_metrics(reference, reference, mask)
+    assert identical["ssim"] == pytest.approx(1.0, abs=1e-6) and identical["mae"] == 0.0
