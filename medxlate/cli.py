@@ -17,9 +17,7 @@ from medxlate.errors import MedxlateError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Medical image modality translation.")
 
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Config override KEY.PATH=VALUE (repeatable).")
-]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Config override KEY.PATH=VALUE (repeatable).")]
 
 
 def _overrides(items: list[str] | None) -> dict[str, object]:
@@ -30,13 +28,45 @@ def _overrides(items: list[str] | None) -> dict[str, object]:
 
 @app.command()
 def prepare(
-    input_dir: Annotated[Path, typer.Argument(help="Folder with manifest.json and paired volumes.")],
-    out_dir: Annotated[Path, typer.Argument(help="Dataset folder to write.")],
+    input_dir: Annotated[
+        Path, typer.Argument(help="DICOM export tree, or a folder with manifest.json of NIfTI pairs.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Dataset folder to write or update.")],
+    config: Annotated[Path | None, typer.Option(help="Prepare config YAML (pairing, registration, splits).")] = None,
+    id_map: Annotated[
+        Path | None, typer.Option(help="CSV linking case ids to patients; must lie outside the dataset.")
+    ] = None,
+    set_: SetOption = None,
 ) -> None:
-    """Check paired volumes and write the dataset layout (dataset.json + cases/)."""
-    from medxlate.data.prepare import prepare_dataset
+    """Turn an export into a clean, de-identified dataset (dataset.json + cases/)."""
+    from medxlate.config import load_prepare_config
+    from medxlate.data import run_prepare
 
-    typer.echo(f"dataset index: {prepare_dataset(input_dir, out_dir)}")
+    report = run_prepare(input_dir, out_dir, load_prepare_config(config, _overrides(set_)), id_map=id_map)
+    typer.echo(report.summary())
+
+
+@app.command()
+def verify(dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")]) -> None:
+    """List every problem of a prepared dataset at once (exit code 2 if any)."""
+    from medxlate.data import verify_dataset
+    from medxlate.errors import InputDataError
+
+    problems = verify_dataset(dataset)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        raise InputDataError(f"{dataset}: {len(problems)} problem(s) found")
+    typer.echo(f"{dataset}: no problems found")
+
+
+@app.command()
+def fingerprint(dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")]) -> None:
+    """Record intensity percentiles and spacing statistics (fingerprint.json in the dataset)."""
+    from medxlate.data import fingerprint_dataset, fingerprint_hash
+
+    values = fingerprint_dataset(dataset)
+    typer.echo(f"fingerprint: {Path(dataset) / 'fingerprint.json'} ({fingerprint_hash(values)})")
 
 
 @app.command()

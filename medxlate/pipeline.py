@@ -61,7 +61,8 @@ def run_pipeline(
         What each stage produced.
     """
     from medxlate.api import train
-    from medxlate.data.prepare import prepare_dataset
+    from medxlate.config import load_prepare_config
+    from medxlate.data import fingerprint_dataset, run_prepare
 
     recipe = load_pipeline(path)
     out = Path(recipe.output_dir)
@@ -78,7 +79,11 @@ def run_pipeline(
     result = PipelineResult(dataset=dataset_dir)
     for stage in recipe.stages:
         if stage == "prepare":
-            prepare_dataset(recipe.input, dataset_dir)
+            prepared = run_prepare(
+                recipe.input, dataset_dir, load_prepare_config(recipe.prepare_config), id_map=recipe.id_map
+            )
+            report(prepared.summary())
+            fingerprint_dataset(dataset_dir)
             report(f"prepare: dataset written to {dataset_dir}")
         elif stage == "train":
             trained = train(cfg)
@@ -86,9 +91,7 @@ def run_pipeline(
             result.validation, result.montage = trained.metrics, trained.montage
             report(f"train: checkpoint {trained.checkpoint}")
         elif stage == "evaluate":
-            result.evaluation = _evaluate(
-                cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation"
-            )
+            result.evaluation = _evaluate(cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation")
             report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
         elif stage == "translate":
             result.translated = _translate(
@@ -117,9 +120,7 @@ def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path) -> dict[
         tracker = make_tracker("mlflow", cfg.tracking.tracking_uri)
         tracker.start(cfg.experiment_name, cfg.name, {}, {}, resume_run_id=run_id)
     try:
-        return evaluate(
-            checkpoint, dataset, out_dir, split="val", tracker=tracker, device=cfg.train.device
-        ).summary
+        return evaluate(checkpoint, dataset, out_dir, split="val", tracker=tracker, device=cfg.train.device).summary
     finally:
         if tracker is not None:
             tracker.end()

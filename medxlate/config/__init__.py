@@ -7,7 +7,9 @@ from medxlate.config.loader import (
     parse_override,
     read_yaml,
     validate_config,
+    validate_model,
 )
+from medxlate.config.prepare import PrepareConfig, load_prepare_config
 from medxlate.config.schema import (
     DataConfig,
     EvalConfig,
@@ -24,12 +26,15 @@ __all__ = [
     "ExperimentConfig",
     "LossConfig",
     "ModelConfig",
+    "PrepareConfig",
     "TrackingConfig",
     "TrainConfig",
     "apply_overrides",
     "flatten_config",
     "load_config",
+    "load_prepare_config",
     "parse_override",
     "read_yaml",
     "validate_config",
+    "validate_model",
 ]

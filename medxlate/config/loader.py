@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -61,9 +61,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any] | None)
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise ConfigError(
-                    f"override '{dotted}': '{where}' holds a {type(child).__name__}, not a section"
-                )
+                raise ConfigError(f"override '{dotted}': '{where}' holds a {type(child).__name__}, not a section")
             node = child
         node[parts[-1]] = value
     return merged
@@ -104,18 +102,39 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
 
 def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> ExperimentConfig:
     """Validate a nested mapping into an :class:`ExperimentConfig` (see :func:`load_config`)."""
+    return validate_model(ExperimentConfig, raw, source)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_model(model_cls: type[ModelT], raw: Mapping[str, Any], source: str = "<config>") -> ModelT:
+    """Validate a nested mapping into any config model, with the same error messages as experiments.
+
+    Args:
+        model_cls: A pydantic model class (frozen, ``extra="forbid"``).
+        raw: Nested mapping as read from YAML.
+        source: Where ``raw`` came from, for the message (a file name).
+
+    Returns:
+        The validated model.
+
+    Raises:
+        ConfigError: listing every problem with its key path, the value found and what was expected
+            (unknown keys with a "did you mean" hint).
+    """
     try:
-        return ExperimentConfig.model_validate(dict(raw))
+        return model_cls.model_validate(dict(raw))
     except ValidationError as e:
-        lines = [_describe_error(err) for err in e.errors()]
+        lines = [_describe_error(err, model_cls) for err in e.errors()]
         raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from e
 
 
-def _describe_error(err: Mapping[str, Any]) -> str:
+def _describe_error(err: Mapping[str, Any], model_cls: type[BaseModel] = ExperimentConfig) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
-        known = _known_keys(ExperimentConfig, loc[:-1])
+        known = _known_keys(model_cls, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         hint = f", did you mean '{close[0]}'?" if close else ""
         return f"'{key}': unknown key{hint} (allowed here: {', '.join(sorted(known))})"

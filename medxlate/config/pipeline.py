@@ -19,7 +19,9 @@ class PipelineConfig(_Frozen):
     Attributes:
         name: Recipe name.
         config: Experiment config (YAML) used by the train stage.
-        input: Folder of paired volumes with a ``manifest.json`` (the prepare stage's input).
+        input: The prepare stage's input: a folder with a ``manifest.json`` of NIfTI pairs, or a DICOM export.
+        prepare_config: Prepare settings (pairing, registration, splits); ``None`` for the defaults.
+        id_map: Where prepare writes the table linking case ids to patients (outside ``output_dir``).
         output_dir: Everything the pipeline writes goes below this folder.
         overrides: Dotted-key overrides applied to the experiment config.
         stages: Stages to run, in order.
@@ -29,6 +31,8 @@ class PipelineConfig(_Frozen):
     name: str = Field(min_length=1)
     config: Path
     input: Path
+    prepare_config: Path | None = None
+    id_map: Path | None = None
     output_dir: Path
     overrides: dict[str, Any] = Field(default_factory=dict)
     stages: tuple[Stage, ...] = ("prepare", "train", "evaluate", "translate")

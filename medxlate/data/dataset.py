@@ -10,7 +10,10 @@
                           "mask": "cases/case_000/mask.nii.gz"}}]}
 
 File paths are relative to the dataset folder. ``files`` may hold extra roles (e.g.
-``target_noise_free`` for simulated data).
+``target_noise_free`` for simulated data). ``prepare`` adds, per case, ``fingerprint`` (input
+content + settings hash) and ``registration`` (the similarity metric after alignment), and at top
+level ``prepare`` (its settings); readers ignore keys they do not know. ``fingerprint.json`` beside
+it holds intensity and spacing statistics (see :mod:`medxlate.data.fingerprint`).
 """
 
 from __future__ import annotations
@@ -82,17 +85,13 @@ def read_dataset(root: str | Path) -> Dataset:
     root = Path(root)
     index = root if root.name == DATASET_FILE else root / DATASET_FILE
     if not index.is_file():
-        raise InputDataError(
-            f"{index}: dataset index not found (expected a folder written by 'medxlate prepare')"
-        )
+        raise InputDataError(f"{index}: dataset index not found (expected a folder written by 'medxlate prepare')")
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputDataError(f"{index}: not valid JSON: {e}") from e
     problems: list[str] = []
-    cases = tuple(
-        _parse_case(index.parent, entry, n, problems) for n, entry in enumerate(data.get("cases", []))
-    )
+    cases = tuple(_parse_case(index.parent, entry, n, problems) for n, entry in enumerate(data.get("cases", [])))
     if not cases:
         problems.append("'cases' is empty or missing (expected a list of cases)")
     if problems:
@@ -125,10 +124,24 @@ def _parse_case(root: Path, entry: Any, position: int, problems: list[str]) -> C
 
 
 def write_dataset_index(root: Path, name: str, cases: list[dict[str, Any]], **meta: Any) -> Path:
-    """Write ``dataset.json`` atomically (temporary file, then rename)."""
+    """Write ``dataset.json`` atomically (temporary file, fsync, rename).
+
+    An index whose content is unchanged is not rewritten (its bytes and mtime stay as they are).
+
+    Args:
+        root: Dataset folder.
+        name: Dataset name.
+        cases: Case entries (``id``, ``split``, ``files`` and any extra facts).
+        **meta: Extra top-level keys (``source_modality``...), written before ``cases``.
+
+    Returns:
+        Path of ``dataset.json``.
+    """
+    from medxlate.io.atomic import write_bytes_atomic
+
     content = {"format": "medxlate-dataset", "version": 1, "name": name, **meta, "cases": cases}
+    data = (json.dumps(content, indent=2) + "\n").encode("utf-8")
     target = root / DATASET_FILE
-    tmp = root / f".{DATASET_FILE}.tmp"
-    tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    if not (target.is_file() and target.read_bytes() == data):
+        write_bytes_atomic(target, data)
     return target

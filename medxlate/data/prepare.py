@@ -1,135 +1,309 @@
-"""Prepare a folder of paired NIfTI volumes into the dataset layout training reads.
+"""``prepare``: a DICOM export tree or a folder of NIfTI pairs -> the dataset layout training reads.
 
-Input: a folder with ``manifest.json`` listing cases::
+Input, detected automatically: a folder with ``manifest.json`` (NIfTI pairs, see
+:mod:`medxlate.data.inputs`), else a DICOM tree (scanned with ``medxlate.io.scan.scan_dicom``;
+series paired per patient by :mod:`medxlate.data.pairing`).
 
-    {"cases": [{"id": "anything", "split": "train",
-                "files": {"source": "a/ct.nii.gz", "target": "a/mr.nii.gz", "mask": "a/mask.nii.gz"}}]}
+Output (``out_dir``)::
 
-(paths relative to the folder; ``mask`` optional, computed from the CT when absent; other roles
-such as ``target_noise_free`` are carried along). Output: ``dataset.json`` + ``cases/<opaque id>/``.
-Case ids in the output are opaque (``case_000``...), whatever the input called them. Each case is
-written to a temporary folder and renamed into place, so an interrupted run leaves no half case.
+    dataset.json                      written last, atomically (see medxlate.data.dataset)
+    cases/<case id>/source.nii.gz     the source as read (CT padding clipped), clean NIfTI header
+    cases/<case id>/target.nii.gz     the target on the source grid (resampled, optionally registered)
+    cases/<case id>/mask.nii.gz       body mask (uint8) on the source grid
+    cases/<case id>/case.json         fingerprint + record (see medxlate.data.casestore)
+
+Each case entry of ``dataset.json`` has ``id``, ``split``, ``files``, ``fingerprint`` and
+``registration`` (``{"metric": "mattes_mi", "value": ..., "initial_value": ..., "method": ...,
+"translation_mm": ..., "rotation_deg": ..., "matrix": ...}``, see
+:mod:`medxlate.data.registration`).
+
+Privacy: case ids are opaque (``case_000``...), NIfTI files are written fresh by
+``save_volume`` (never copied, so no header field of the input survives), and messages name cases by
+id and opaque patient label with identifiers and input paths redacted. The table linking ids to
+patients is written only to ``id_map`` (CSV), which must lie outside ``out_dir``.
+
+Reruns: a case whose input content and settings are unchanged is skipped (files untouched);
+``dataset.json`` is only rewritten when its content changes. A failed case is reported and nothing
+is written for it; the others go on (see ``PrepareConfig.on_case_error``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import shutil
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from medxlate.data.bodymask import body_mask_from_ct
-from medxlate.data.dataset import SPLITS, write_dataset_index
+from medxlate.config.prepare import PrepareConfig
+from medxlate.data.build import CaseInput, build_case
+from medxlate.data.casestore import (
+    StoredCase,
+    assign_ids,
+    case_fingerprint,
+    clean_temporaries,
+    existing_cases,
+    remove_stale,
+    unchanged,
+    write_case,
+)
+from medxlate.data.dataset import write_dataset_index
+from medxlate.data.inputs import MANIFEST, dicom_cases, manifest_cases, unpaired_rows
+from medxlate.data.privacy import check_id_map_location, write_id_map
+from medxlate.data.splits import assign_splits
 from medxlate.errors import InputDataError
-from medxlate.io import load_volume, save_volume
 
 logger = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+__all__ = ["PrepareReport", "prepare_dataset", "run_prepare"]
 
 
-def prepare_dataset(source_root: str | Path, out_dir: str | Path) -> Path:
-    """Check and copy paired volumes into ``out_dir`` (see module docstring).
+@dataclass(frozen=True)
+class PrepareReport:
+    """What a prepare run did; every message is free of identifiers.
+
+    Attributes:
+        dataset: The ``dataset.json`` written.
+        written: Ids of cases (re)written this run.
+        unchanged: Ids of cases skipped because input and settings did not change.
+        failed: One message per failed case (id, opaque label, problem).
+        unpaired: One message per patient without a pair (DICOM input).
+        notes: Scan problems, ambiguous picks, removed stale cases.
+        id_map: Where the id map was written, if asked.
+    """
+
+    dataset: Path
+    written: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    unpaired: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    id_map: Path | None = None
+
+    def summary(self) -> str:
+        """Readable multi-line summary (for the CLI)."""
+        lines = [
+            f"{len(self.written)} case(s) written, {len(self.unchanged)} unchanged, {len(self.failed)} failed, "
+            f"{len(self.unpaired)} patient(s) unpaired"
+        ]
+        lines += [f"failed: {m}" for m in self.failed] + [f"unpaired: {m}" for m in self.unpaired]
+        lines += [f"note: {m}" for m in self.notes]
+        lines.append(f"dataset index: {self.dataset}")
+        if self.id_map is not None:
+            lines.append(f"id map: {self.id_map}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Collected:
+    cases: list[CaseInput]
+    meta: dict[str, Any]
+    kind: str
+    unpaired: tuple[str, ...] = ()
+    unpaired_rows: tuple[dict[str, object], ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _collect(source_root: Path, cfg: PrepareConfig) -> _Collected:
+    if (source_root / MANIFEST).is_file() or not source_root.is_dir():
+        cases, meta = manifest_cases(source_root, cfg)
+        return _Collected(cases, meta, "manifest")
+    cases, pairing, notes = dicom_cases(source_root, cfg)
+    meta = {"source_modality": cfg.pairing.source.modality, "target_modality": cfg.pairing.target.modality}
+    return _Collected(
+        cases,
+        meta,
+        "dicom",
+        unpaired=tuple(f"patient {r.patient}: {r.problem}" for r in pairing.unpaired),
+        unpaired_rows=tuple(unpaired_rows(pairing)),
+        notes=tuple(notes),
+    )
+
+
+def _prepare_one(case: CaseInput, case_id: str, cases_dir: Path, cfg: PrepareConfig) -> tuple[StoredCase, bool]:
+    """Build and write one case unless it is unchanged; returns (stored case, written?)."""
+    from medxlate.io import save_volume
+
+    fingerprint = case_fingerprint(case.input_key, cfg.output_settings())
+    stored = unchanged(cases_dir, case_id, fingerprint)
+    if stored is not None:
+        return stored, False
+    built = build_case(case, cfg)
+
+    def writer(volume: Any, dtype: Any) -> Callable[[Path], None]:
+        return lambda path: save_volume(volume, path, dtype=dtype) and None  # a fresh, clean header
+
+    writers = {role: writer(volume, dtype) for role, (volume, dtype) in built.volumes.items()}
+    pending = StoredCase(case_id, fingerprint, case.input_key, {}, built.record)
+    return write_case(cases_dir, pending, writers), True
+
+
+def _process(
+    collected: _Collected, ids: list[str], cases_dir: Path, cfg: PrepareConfig
+) -> tuple[dict[str, StoredCase], list[str], list[str], list[str]]:
+    done: dict[str, StoredCase] = {}
+    written, skipped, failed = [], [], []
+    for case, case_id in zip(collected.cases, ids, strict=True):
+        try:
+            stored, was_written = _prepare_one(case, case_id, cases_dir, cfg)
+        except Exception as e:  # one bad case never stops the others; KeyboardInterrupt does
+            message = f"{case_id} ({case.label}): {case.redact(str(e))}"
+            logger.error("prepare: %s", message)
+            failed.append(message)
+            continue
+        done[case_id] = stored
+        (written if was_written else skipped).append(case_id)
+        registration = stored.record.get("registration", {})
+        logger.info(
+            "%s: %s (%s %s)",
+            case_id,
+            "written" if was_written else "unchanged",
+            registration.get("metric", "metric"),
+            registration.get("value"),
+        )
+    return done, written, skipped, failed
+
+
+def _role_order(role: str) -> tuple[int, str]:
+    """source, target, mask first, then other roles alphabetically (a stable dataset.json)."""
+    order = ("source", "target", "mask")
+    return (order.index(role) if role in order else len(order), role)
+
+
+def _entries(done: dict[str, StoredCase], splits: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": case_id,
+            "split": splits[case_id],
+            "files": {role: f"cases/{case_id}/{stored.files[role]}" for role in sorted(stored.files, key=_role_order)},
+            "fingerprint": stored.fingerprint,
+            **json.loads(json.dumps(stored.record, sort_keys=True)),  # same order as read back from case.json
+        }
+        for case_id, stored in sorted(done.items())
+    ]
+
+
+def _id_rows(
+    collected: _Collected, ids: list[str], done: dict[str, StoredCase], splits: dict[str, str]
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for case, case_id in zip(collected.cases, ids, strict=True):
+        status = "prepared" if case_id in done else "failed"
+        rows.append({"case_id": case_id, "status": status, "split": splits.get(case_id, ""), **case.id_map})
+    return rows + [{"case_id": "", **row} for row in collected.unpaired_rows]
+
+
+def _settings_hash(cfg: PrepareConfig) -> str:
+    text = json.dumps(cfg.output_settings(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_prepare(
+    source_root: str | Path,
+    out_dir: str | Path,
+    config: PrepareConfig | None = None,
+    *,
+    id_map: str | Path | None = None,
+) -> PrepareReport:
+    """Prepare a dataset from NIfTI pairs or a DICOM tree (see the module docstring).
 
     Args:
-        source_root: Folder holding ``manifest.json`` and the volumes.
-        out_dir: Dataset folder to (re)write; rerunning gives the same result.
+        source_root: Folder holding ``manifest.json``, or the top folder of a DICOM export.
+        out_dir: Dataset folder to write or update.
+        config: Prepare settings; ``None`` for the defaults.
+        id_map: CSV path for the case -> patient table; must lie outside ``out_dir``. ``None``
+            writes no table.
+
+    Returns:
+        The report (written, unchanged, failed cases; unpaired patients; notes).
+
+    Raises:
+        InputDataError: Unusable input (no manifest and no DICOM series, no pair at all), an id map
+            inside ``out_dir``, or (``on_case_error: raise``) failed cases, listed all at once after
+            every other case was prepared; then ``dataset.json`` is left as it was.
+    """
+    cfg = config or PrepareConfig()
+    source_root, out_dir = Path(source_root), Path(out_dir)
+    map_path = check_id_map_location(Path(id_map), out_dir) if id_map is not None else None
+    collected = _collect(source_root, cfg)
+    _require_pairs(collected, source_root, map_path)
+    cases_dir = out_dir / "cases"
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    clean_temporaries(cases_dir)
+    ids = assign_ids([c.input_key for c in collected.cases], existing_cases(cases_dir))
+    done, written, skipped, failed = _process(collected, ids, cases_dir, cfg)
+    by_id = dict(zip(ids, collected.cases, strict=True))
+    splits = assign_splits(
+        {i: by_id[i].group for i in done},
+        {i: by_id[i].input_key for i in done},
+        cfg.splits,
+        {i: by_id[i].split for i in done},
+    )
+    if map_path is not None:
+        write_id_map(map_path, _id_rows(collected, ids, done, splits))
+    if failed and (cfg.on_case_error == "raise" or not done):
+        raise InputDataError(
+            f"{len(failed)} case(s) could not be prepared (dataset.json not written; "
+            f"{len(done)} other case(s) are ready and will be skipped on a rerun):\n  " + "\n  ".join(failed)
+        )
+    index = _write_index(out_dir, cfg, collected, done, splits)
+    removed = remove_stale(cases_dir, done)
+    notes = list(collected.notes)
+    if removed:
+        notes.append(f"removed case folder(s) no longer in the input: {', '.join(removed)}")
+    report = PrepareReport(
+        index, tuple(written), tuple(skipped), tuple(failed), collected.unpaired, tuple(notes), map_path
+    )
+    logger.info("prepare: %s", report.summary().splitlines()[0])
+    return report
+
+
+def _require_pairs(collected: _Collected, source_root: Path, map_path: Path | None) -> None:
+    """Log the unpaired patients; raise (after writing the id map) when there is no pair at all."""
+    for message in collected.unpaired:
+        logger.warning("prepare: unpaired %s", message)
+    if collected.cases:
+        return
+    if map_path is not None:
+        write_id_map(map_path, list(collected.unpaired_rows))
+    raise InputDataError(
+        f"{source_root}: no source/target pair found ({len(collected.unpaired)} patient(s) unpaired):\n  "
+        + "\n  ".join(collected.unpaired or ("no image series",))
+    )
+
+
+def _write_index(
+    out_dir: Path, cfg: PrepareConfig, collected: _Collected, done: dict[str, StoredCase], splits: dict[str, str]
+) -> Path:
+    meta = {
+        **{k: v for k, v in collected.meta.items() if k != "name"},
+        "prepare": {"input": collected.kind, "settings": cfg.output_settings(), "settings_sha256": _settings_hash(cfg)},
+    }
+    name = cfg.name or collected.meta.get("name") or out_dir.resolve().name
+    return write_dataset_index(out_dir, str(name), _entries(done, splits), **meta)
+
+
+def prepare_dataset(
+    source_root: str | Path,
+    out_dir: str | Path,
+    config: PrepareConfig | None = None,
+    *,
+    id_map: str | Path | None = None,
+) -> Path:
+    """Prepare a dataset and return the path of its ``dataset.json`` (see :func:`run_prepare`).
+
+    Args:
+        source_root: Folder holding ``manifest.json``, or the top folder of a DICOM export.
+        out_dir: Dataset folder to write or update.
+        config: Prepare settings; ``None`` for the defaults.
+        id_map: CSV path for the case -> patient table, outside ``out_dir``.
 
     Returns:
         Path of the written ``dataset.json``.
 
     Raises:
-        InputDataError: if the manifest is missing/malformed or any case is unusable; every
-            problem is listed, and no case folder is left half-written.
+        InputDataError: See :func:`run_prepare`.
     """
-    source_root, out_dir = Path(source_root), Path(out_dir)
-    manifest = _read_manifest(source_root)
-    (out_dir / "cases").mkdir(parents=True, exist_ok=True)
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for number, case in enumerate(manifest["cases"]):
-        case_id = f"case_{number:03d}"
-        try:
-            files = _prepare_case(source_root, case, out_dir / "cases", case_id)
-        except InputDataError as e:
-            problems.append(f"case #{number}: {e}")
-            continue
-        entries.append({"id": case_id, "split": case["split"], "files": files})
-    if problems:
-        raise InputDataError(
-            f"{source_root}: {len(problems)} case(s) could not be prepared:\n  " + "\n  ".join(problems)
-        )
-    meta = {k: manifest[k] for k in ("source_modality", "target_modality") if k in manifest}
-    return write_dataset_index(out_dir, manifest.get("name", source_root.name), entries, **meta)
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not path.is_file():
-        raise InputDataError(f"{path}: no manifest found (expected {MANIFEST} listing the paired volumes)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputDataError(f"{path}: not valid JSON: {e}") from e
-    cases = manifest.get("cases") if isinstance(manifest, dict) else None
-    if not isinstance(cases, list) or not cases:
-        raise InputDataError(f"{path}: expected a non-empty 'cases' list")
-    for number, case in enumerate(cases):
-        files = case.get("files") if isinstance(case, dict) else None
-        if not isinstance(files, dict) or "source" not in files or "target" not in files:
-            raise InputDataError(f"{path}: cases[{number}] needs 'files' with 'source' and 'target'")
-        if case.get("split") not in SPLITS:
-            raise InputDataError(
-                f"{path}: cases[{number}] has split {case.get('split')!r}, expected one of {', '.join(SPLITS)}"
-            )
-    return manifest
-
-
-def _prepare_case(root: Path, case: dict[str, Any], cases_dir: Path, case_id: str) -> dict[str, str]:
-    inputs = {role: root / rel for role, rel in case["files"].items()}
-    volumes = {role: load_volume(path) for role, path in inputs.items()}
-    source = volumes["source"]
-    for role, volume in volumes.items():
-        if tuple(volume.shape[1:]) != tuple(source.shape[1:]):
-            raise InputDataError(
-                f"{inputs[role]}: {role} has shape {tuple(volume.shape[1:])}, expected the source's "
-                f"{tuple(source.shape[1:])} ({inputs['source'].name})"
-            )
-        if not torch.allclose(torch.as_tensor(volume.affine), torch.as_tensor(source.affine), atol=1e-3):
-            raise InputDataError(
-                f"{inputs[role]}: {role} affine differs from the source's ({inputs['source'].name})"
-            )
-    final = cases_dir / case_id
-    staging = Path(tempfile.mkdtemp(prefix=f".{case_id}.", dir=cases_dir))
-    try:
-        files = {role: _store(inputs[role], volumes[role], staging / f"{role}.nii.gz") for role in inputs}
-        if "mask" not in files:
-            mask = body_mask_from_ct(source[0].numpy())
-            save_volume(
-                torch.from_numpy(mask[None].astype(np.uint8)),
-                staging / "mask.nii.gz",
-                affine=source.affine,
-                dtype=np.uint8,
-            )
-            files["mask"] = "mask.nii.gz"
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return {role: f"cases/{case_id}/{name}" for role, name in files.items()}
-
-
-def _store(path: Path, volume: Any, destination: Path) -> str:
-    """Copy NIfTI files byte for byte (keeps dtype and header); convert anything else."""
-    if path.name.endswith(".nii.gz"):
-        shutil.copyfile(path, destination)
-    else:
-        save_volume(volume, destination)
-    return destination.name
+    return run_prepare(source_root, out_dir, config, id_map=id_map).dataset

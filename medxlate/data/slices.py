@@ -37,9 +37,7 @@ class SliceDataset(Dataset):
         self._masks: list[torch.Tensor] = []
         self._index: list[tuple[int, int]] = []
         for number, volume in enumerate(volumes):
-            source, _ = pad_in_plane(
-                stack_context(volume.source.as_tensor(), context_slices), divisible, -1.0
-            )
+            source, _ = pad_in_plane(stack_context(volume.source.as_tensor(), context_slices), divisible, -1.0)
             target, _ = pad_in_plane(volume.target.as_tensor(), divisible, -1.0)
             mask, _ = pad_in_plane(volume.mask.float(), divisible, 0.0)
             self._sources.append(source)

@@ -126,9 +126,7 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
             step = _train_epoch(cfg, modules, loader, adversarial, tracker, device, epoch, step)
             for scheduler in schedulers:
                 scheduler.step()
-            result = validate(
-                modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16
-            )
+            result = validate(modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16)
             tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
             tracker.log_metrics({"lr": schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
             if cfg.tracking.log_images and result.montage is not None:
@@ -160,9 +158,7 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
             tracker.log_artifact(config_path, "config")
         tracker.end(status)
     if result is None:  # resumed a run that had already finished all epochs
-        result = validate(
-            modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16
-        )
+        result = validate(modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16)
     return TrainResult(
         run_id=run_id,
         checkpoint=checkpoint,
@@ -247,9 +243,18 @@ def _checkpoint_payload(
         "source_modality": dataset.source_modality,
         "target_modality": dataset.target_modality,
         "metrics": dict(metrics),
+        "dataset_fingerprint": _fingerprint_hash(dataset.root),
         "mlflow_run_id": run_id,
         "medxlate_version": __version__,
     }
+
+
+def _fingerprint_hash(root: Path) -> str | None:
+    """Hash of the dataset's fingerprint.json, if the dataset has a current one."""
+    from medxlate.data import fingerprint_hash, load_fingerprint
+
+    fingerprint = load_fingerprint(root)
+    return fingerprint_hash(fingerprint) if fingerprint else None
 
 
 def _restore(
