@@ -21,12 +21,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
 
 InstanceOrder = Literal["ascending", "descending", "shuffled", "missing"]
 
 _SOP_CLASS = {"CT": CTImageStorage, "MR": MRImageStorage}
+_ENHANCED_SOP_CLASS = {"CT": EnhancedCTImageStorage, "MR": EnhancedMRImageStorage}
 
 
 def _per_slice(value: float | Sequence[float], n: int, name: str) -> np.ndarray:
@@ -58,9 +67,9 @@ def _instance_numbers(order: InstanceOrder, n: int, rng: np.random.Generator) ->
     raise ValueError(f"instance_order must be ascending/descending/shuffled/missing, got {order!r}")
 
 
-def _stored_values(hu: np.ndarray, slope: float, intercept: float, signed: bool) -> np.ndarray:
+def _stored_values(hu: np.ndarray, slope: float, intercept: float, signed: bool, bits: int = 16) -> np.ndarray:
     raw = np.rint((hu - intercept) / slope)
-    info = np.iinfo(np.int16 if signed else np.uint16)
+    info = np.iinfo(f"{'int' if signed else 'uint'}{bits}")
     if raw.min() < info.min or raw.max() > info.max:
         raise ValueError(
             f"stored values [{raw.min()}, {raw.max()}] do not fit {info.dtype}; adjust slope/intercept/signed"
@@ -88,13 +97,14 @@ def _new_dataset(path: Path, sop_class: str, sop_uid: str) -> FileDataset:
     return ds
 
 
-def _set_pixels(ds: FileDataset, pixels: np.ndarray) -> None:
-    """Store a (Rows, Columns) int16/uint16 array as 16-bit grayscale pixel data."""
+def _set_pixels(ds: FileDataset, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
+    """Store a (Rows, Columns) or (frames, Rows, Columns) 8/16-bit integer array as grayscale pixel data."""
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    bits = pixels.dtype.itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
     ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
 
 
@@ -118,6 +128,12 @@ def write_ct_series(
     patient_name: str = "Test^Synthetic",
     patient_id: str = "FAKE-0001",
     extra: Mapping[str, Any] | None = None,
+    positions: np.ndarray | Sequence[Sequence[float]] | None = None,
+    bits: Literal[8, 16] = 16,
+    photometric: Literal["MONOCHROME1", "MONOCHROME2"] = "MONOCHROME2",
+    image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    instance_offset: int = 0,
+    study_date: str | None = None,
 ) -> list[Path]:
     """Write ``volume_hu`` as one DICOM series, one file per slice.
 
@@ -142,6 +158,15 @@ def write_ct_series(
         patient_name: Fake PatientName.
         patient_id: Fake PatientID.
         extra: Additional attributes set on every slice (keyword -> value), applied last.
+        positions: ImagePositionPatient of each slice (LPS mm), overriding the regular grid
+            ``origin + k * sz * normal`` (for gaps, uneven spacing, duplicates, gantry tilt).
+        bits: Bits allocated and stored (8 or 16).
+        photometric: PhotometricInterpretation written (the stored values are the same: a
+            MONOCHROME1 reader must invert them).
+        image_type: ImageType, e.g. ``("ORIGINAL", "PRIMARY", "LOCALIZER")``.
+        instance_offset: Added to the instance index in SOPInstanceUIDs and mixed into the file
+            name seed, to add more files to an existing series (same ``seed``/``series_number``).
+        study_date: StudyDate (YYYYMMDD); left out when None.
 
     Returns:
         Paths of the written files, in slice order (index ``k`` holds slice ``k``).
@@ -158,7 +183,7 @@ def write_ct_series(
         raise ValueError(f"row_dir and col_dir must be orthogonal (dot={float(r @ c):.3g})")
     sx, sy, sz = (float(s) for s in spacing)
     slopes, intercepts = _per_slice(slope, nz, "slope"), _per_slice(intercept, nz, "intercept")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if instance_offset == 0 else (seed, instance_offset))
     instance_numbers = _instance_numbers(instance_order, nz, rng)
     uid = _uid_maker(seed)
     common = {
@@ -170,11 +195,12 @@ def write_ct_series(
         "Modality": modality,
         "SeriesDescription": series_description,
         "SeriesNumber": series_number,
-        "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+        "ImageType": list(image_type),
         "ImageOrientationPatient": [f"{v:.8f}" for v in (*r, *c)],
         "PixelSpacing": [f"{sy:.6f}", f"{sx:.6f}"],  # row spacing (along col_dir) first
         "SliceThickness": f"{sz:.6f}",
         "RescaleType": "HU" if modality == "CT" else "US",
+        **({"StudyDate": study_date} if study_date else {}),
     }
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,9 +209,11 @@ def write_ct_series(
     else:
         paths = [out / f"slice_{k:04d}.dcm" for k in range(nz)]
     normal = np.cross(r, c)
+    grid = np.asarray(origin, dtype=np.float64) + np.arange(nz)[:, None] * sz * normal
+    where = grid if positions is None else np.asarray(positions, dtype=np.float64).reshape(nz, 3)
     for k in rng.permutation(nz) if shuffle else range(nz):
-        ds = _new_dataset(paths[k], _SOP_CLASS[modality], uid("sop", series_number, k))
-        position = np.asarray(origin, dtype=np.float64) + k * sz * normal
+        ds = _new_dataset(paths[k], _SOP_CLASS[modality], uid("sop", series_number, k + instance_offset))
+        position = where[k]
         attributes = {
             **common,
             "ImagePositionPatient": [f"{v:.6f}" for v in position],
@@ -194,15 +222,126 @@ def write_ct_series(
             "RescaleIntercept": f"{intercepts[k]:.10g}",
         }
         if instance_numbers[k] is not None:
-            attributes["InstanceNumber"] = instance_numbers[k]
+            attributes["InstanceNumber"] = instance_numbers[k] + instance_offset
         for keyword, value in attributes.items():
             setattr(ds, keyword, value)
         # DICOM pixel data is (Rows, Columns) = (Y, X): transpose the (X, Y) slice.
-        _set_pixels(ds, _stored_values(vol[:, :, k].T, float(slopes[k]), float(intercepts[k]), signed))
+        stored = _stored_values(vol[:, :, k].T, float(slopes[k]), float(intercepts[k]), signed, bits)
+        _set_pixels(ds, stored, photometric)
         for keyword, value in (extra or {}).items():
             setattr(ds, keyword, value)
         ds.save_as(paths[k], enforce_file_format=True)
     return paths
+
+
+def _item(**attributes: Any) -> DicomSequence:
+    """A one-item sequence holding ``attributes``."""
+    item = Dataset()
+    for keyword, value in attributes.items():
+        setattr(item, keyword, value)
+    return DicomSequence([item])
+
+
+def write_enhanced_series(
+    path: str | Path,
+    volume_hu: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+    col_dir: Sequence[float] = (0.0, 1.0, 0.0),
+    *,
+    modality: Literal["CT", "MR"] = "CT",
+    slope: float | Sequence[float] = 1.0,
+    intercept: float | Sequence[float] = -1024.0,
+    per_frame_rescale: bool = False,
+    frame_order: Literal["ascending", "shuffled"] = "ascending",
+    positions: np.ndarray | Sequence[Sequence[float]] | None = None,
+    series_description: str = "Synthetic enhanced series",
+    series_number: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write ``volume_hu`` as one enhanced multi-frame CT/MR file with functional groups.
+
+    Shared groups hold PixelMeasuresSequence (PixelSpacing, SliceThickness, SpacingBetweenSlices),
+    PlaneOrientationSequence and, unless ``per_frame_rescale``, PixelValueTransformationSequence;
+    each per-frame item holds PlanePositionSequence, FrameContentSequence and, with
+    ``per_frame_rescale``, its own PixelValueTransformationSequence.
+
+    Args:
+        path: Output file.
+        volume_hu: ``(X, Y, Z)`` values, see :func:`write_ct_series`.
+        spacing: ``(sx, sy, sz)`` in mm.
+        origin: Position of frame 0 of the volume (LPS, mm).
+        row_dir: Row direction cosine.
+        col_dir: Column direction cosine.
+        modality: ``"CT"`` or ``"MR"`` (Enhanced CT/MR Image Storage).
+        slope: RescaleSlope, scalar or per slice (per slice needs ``per_frame_rescale``).
+        intercept: RescaleIntercept, idem.
+        per_frame_rescale: Put the rescale in each frame's group instead of the shared group.
+        frame_order: ``"shuffled"`` stores the frames in random order (positions say where they go).
+        positions: Per-slice ImagePositionPatient overriding the regular grid.
+        series_description: SeriesDescription.
+        series_number: SeriesNumber.
+        seed: Seeds UIDs and the frame shuffle.
+
+    Returns:
+        The path written.
+    """
+    vol = np.asarray(volume_hu, dtype=np.float64)
+    nz = vol.shape[2]
+    r, c = _unit(row_dir, "row_dir"), _unit(col_dir, "col_dir")
+    sx, sy, sz = (float(v) for v in spacing)
+    slopes, intercepts = _per_slice(slope, nz, "slope"), _per_slice(intercept, nz, "intercept")
+    if not per_frame_rescale and (np.ptp(slopes) > 0 or np.ptp(intercepts) > 0):
+        raise ValueError("per-slice slope/intercept need per_frame_rescale=True")
+    grid = np.asarray(origin, dtype=np.float64) + np.arange(nz)[:, None] * sz * np.cross(r, c)
+    where = grid if positions is None else np.asarray(positions, dtype=np.float64).reshape(nz, 3)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(nz) if frame_order == "shuffled" else np.arange(nz)
+    uid = _uid_maker(seed)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds = _new_dataset(out, _ENHANCED_SOP_CLASS[modality], uid("sop", series_number, "enhanced"))
+    for keyword, value in {
+        "StudyInstanceUID": uid("study"),
+        "SeriesInstanceUID": uid("series", series_number),
+        "FrameOfReferenceUID": uid("frame"),
+        "PatientName": "Test^Synthetic",
+        "PatientID": "FAKE-0001",
+        "Modality": modality,
+        "SeriesDescription": series_description,
+        "SeriesNumber": series_number,
+        "InstanceNumber": 1,
+        "ImageType": ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"],
+        "NumberOfFrames": nz,
+    }.items():
+        setattr(ds, keyword, value)
+    shared = Dataset()
+    shared.PixelMeasuresSequence = _item(
+        PixelSpacing=[f"{sy:.6f}", f"{sx:.6f}"], SliceThickness=f"{sz:.6f}", SpacingBetweenSlices=f"{sz:.6f}"
+    )
+    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[f"{v:.8f}" for v in (*r, *c)])
+    if not per_frame_rescale:
+        shared.PixelValueTransformationSequence = _item(
+            RescaleSlope=f"{slopes[0]:.10g}", RescaleIntercept=f"{intercepts[0]:.10g}", RescaleType="HU"
+        )
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    frames, pixels = [], []
+    for n, k in enumerate(order):
+        item = Dataset()
+        item.PlanePositionSequence = _item(ImagePositionPatient=[f"{v:.6f}" for v in where[k]])
+        item.FrameContentSequence = _item(InStackPositionNumber=int(k) + 1, DimensionIndexValues=[1, int(k) + 1])
+        item.FrameContentSequence[0].FrameAcquisitionNumber = n + 1
+        if per_frame_rescale:
+            item.PixelValueTransformationSequence = _item(
+                RescaleSlope=f"{slopes[k]:.10g}", RescaleIntercept=f"{intercepts[k]:.10g}", RescaleType="HU"
+            )
+        frames.append(item)
+        pixels.append(_stored_values(vol[:, :, k].T, float(slopes[k]), float(intercepts[k]), True))
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+    _set_pixels(ds, np.stack(pixels))
+    ds.save_as(out, enforce_file_format=True)
+    return out
 
 
 def slice_values_hu(

@@ -1,42 +1,56 @@
-"""DICOM series reading with pydicom: discovery, grouping, geometric sorting, rescale, RAS affine.
+"""DICOM series reading: headers, stack geometry, pixels in physical units, RAS affine.
 
 Why not MONAI's ``PydicomReader``? It was checked (MONAI 1.6.1) against SimpleITK on an oblique,
 shuffled synthetic series. It applies RescaleSlope/Intercept per slice and builds a correct oblique
-affine from the first/last ImagePositionPatient, but it
+affine from the first/last ImagePositionPatient, but it orders slices by InstanceNumber (not by
+position along the slice normal), stacks every DICOM file of a folder (mixing series), checks no
+spacing, orientation or size, and gives a single slice the axis (0, 0, 1) instead of its normal.
 
-* orders slices by InstanceNumber, not by position along the slice normal (wrong voxels and affine
-  when InstanceNumber is not monotonic in position; slices without InstanceNumber are dropped);
-* stacks every DICOM file of a folder, mixing several series silently;
-* does not check that slices are equally spaced, share an orientation and a size;
-* gives a single slice the third axis (0, 0, 1) instead of the slice normal.
+Pipeline (each step its own module): headers (:mod:`.dicom_header`, fast walker with a pydicom
+fallback) -> series flags and stack geometry (:mod:`.dicom_series`, :mod:`.dicom_geometry`) ->
+pixels (:mod:`.dicom_pixels`) -> optional resampling (:mod:`.dicom_resample`) -> affine.
 
-Those are correctness problems, so this module reads series itself (headers first, pixels last), and
-stays small. Geometry follows ITK/SimpleITK: voxel index ``(i, j, k)`` = (column, row, slice), the
-slice axis points from the first to the last slice in increasing projection on
-``normal = row_dir x col_dir``; the affine is converted from DICOM LPS to RAS (MONAI's convention).
-
-No identifier (patient fields, UIDs) is ever put into messages or metadata.
+Geometry follows ITK/SimpleITK: voxel index ``(i, j, k)`` = (column, row, slice); ``k`` runs along
+``normal = row_dir x col_dir`` in increasing position; the affine is converted from DICOM LPS to RAS
+(MONAI's convention). Irregular stacks (gaps, uneven spacing, duplicate positions) and gantry tilt
+are errors unless the caller asks for resampling (defaults ``"error"``: never a silently distorted
+volume). Messages name the series by description and folder, never by identifier.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from monai.data.utils import orientation_ras_lps
 
-from medxlate.errors import GeometryError, InputDataError
+from medxlate.errors import ConfigError, GeometryError, InputDataError
+from medxlate.io.dicom_geometry import StackGeometry
+from medxlate.io.dicom_header import InstanceHeader, read_header
+from medxlate.io.dicom_pixels import read_frames
+from medxlate.io.dicom_resample import resample_stack
+from medxlate.io.dicom_series import SeriesAnalysis, analyse_series, describe_series
 
-__all__ = ["DicomVolume", "find_dicom_files", "read_dicom_file", "read_dicom_folder", "read_dicom_series"]
+__all__ = [
+    "DicomVolume",
+    "OnIrregular",
+    "OnTilt",
+    "find_dicom_files",
+    "read_dicom_file",
+    "read_dicom_folder",
+    "read_series",
+]
 
-_ORIENTATION_ATOL = 1e-4  # direction cosines: slices of one volume share their orientation
-_POSITION_RTOL = 0.05  # a slice may sit at most 5% of the slice spacing off the regular grid
-_POSITION_ATOL_MM = 1e-3  # plus rounding of ImagePositionPatient strings
+OnIrregular = Literal["error", "resample"]
+OnTilt = Literal["error", "resample"]
+_IRREGULAR = ("duplicate_positions", "gap", "irregular_spacing")
 
 
 @dataclass(frozen=True)
@@ -44,10 +58,11 @@ class DicomVolume:
     """A DICOM volume in physical units.
 
     Attributes:
-        array: Values after the modality LUT (RescaleSlope/Intercept), float64, shaped (X, Y, Z).
+        array: Values after MONOCHROME1 inversion and the modality LUT, shaped (X, Y, Z) (a
+            transposed view of a C-ordered (Z, Y, X) array).
         affine: 4x4 float64, voxel index -> RAS world millimetres.
-        meta: Non-identifying header facts: ``modality``, ``series_description``,
-            ``photometric_interpretation``.
+        meta: Non-identifying facts: ``modality``, ``series_description``,
+            ``photometric_interpretation``, ``monochrome1_inverted``, ``resampled``.
     """
 
     array: np.ndarray
@@ -55,59 +70,43 @@ class DicomVolume:
     meta: dict[str, Any]
 
 
-def _pydicom() -> Any:
-    import pydicom  # local: keeps `import medxlate.io` light
-
-    return pydicom
-
-
 def find_dicom_files(folder: Path) -> list[Path]:
-    """List the DICOM Part-10 files directly inside ``folder`` (not recursive, hidden files skipped).
+    """Candidate files directly inside ``folder``: regular, not hidden, not DICOMDIR, sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(
+            Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".") and e.name.upper() != "DICOMDIR"
+        )
+
+
+def _check_option(name: str, value: str) -> None:
+    if value not in ("error", "resample"):
+        raise ConfigError(f"{name} must be 'error' or 'resample', got {value!r}")
+
+
+def read_dicom_folder(
+    folder: str | Path, *, on_irregular: OnIrregular = "error", on_tilt: OnTilt = "error", dtype: Any = np.float64
+) -> DicomVolume:
+    """Read the single DICOM series held by ``folder`` (not recursive; non-DICOM files ignored).
 
     Args:
-        folder: A folder.
-
-    Returns:
-        Sorted paths of files with the ``DICM`` preamble (DICOMDIR index files excluded).
-    """
-    is_dicom = _pydicom().misc.is_dicom
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR" and is_dicom(p)
-    )
-
-
-def _read(path: Path, *, pixels: bool) -> Any:
-    pydicom = _pydicom()
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels)
-    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as e:
-        raise InputDataError(f"cannot read DICOM file {path}: {e}; expected a valid DICOM Part-10 file") from e
-
-
-def _describe_series(headers: Sequence[Any]) -> str:
-    first = headers[0]
-    description = str(first.get("SeriesDescription", "") or "no SeriesDescription")
-    return f"'{description}' ({first.get('Modality', 'unknown modality')}, {len(headers)} files)"
-
-
-def read_dicom_folder(folder: str | Path) -> DicomVolume:
-    """Read the single DICOM series held by ``folder``.
-
-    Args:
-        folder: A folder whose DICOM files all belong to one series (other files are ignored).
+        folder: A folder whose DICOM files all belong to one series.
+        on_irregular: See :func:`read_series`.
+        on_tilt: See :func:`read_series`.
+        dtype: numpy float dtype of the array.
 
     Returns:
         The volume, see :class:`DicomVolume`.
 
     Raises:
-        InputDataError: No DICOM file, several series, or unreadable files.
-        GeometryError: Inconsistent slice geometry (see :func:`read_dicom_series`).
+        InputDataError: No DICOM file, several series, unreadable or truncated files.
+        GeometryError: See :func:`read_series`.
     """
+    from medxlate.io.scan import read_headers
+
     folder = Path(folder)
-    files = find_dicom_files(folder)
-    if not files:
+    headers, problems = read_headers(find_dicom_files(folder))
+    bad = [p for p in problems if not p.problem.startswith("not a DICOM")]
+    if not headers and not bad:
         entries = list(folder.iterdir())
         subfolders = sum(p.is_dir() for p in entries)
         hint = f"; it has {subfolders} subfolder(s): pass the folder of one series" if subfolders else ""
@@ -115,205 +114,240 @@ def read_dicom_folder(folder: str | Path) -> DicomVolume:
             f"no DICOM files in folder {folder}: found {len(entries)} entries, none a DICOM Part-10 file; "
             f"expected one DICOM series{hint}"
         )
-    headers = [_read(path, pixels=False) for path in files]
-    not_images = [path for path, header in zip(files, headers, strict=True) if "Rows" not in header]
-    if not_images:
+    if bad:
+        shown = "; ".join(f"{p.path.name}: {p.problem}" for p in bad[:3])
         raise InputDataError(
-            f"DICOM folder {folder}: {len(not_images)} of {len(files)} DICOM files are not images "
-            f"(no Rows/Columns, e.g. {not_images[0].name}: a truncated file, or a report/structure set); "
-            "expected only the image files of one series"
+            f"DICOM folder {folder}: {len(bad)} of {len(headers) + len(bad)} DICOM files are not images or "
+            f"cannot be used ({shown}); expected only the complete image files of one series"
         )
-    groups: dict[str, list[Any]] = defaultdict(list)
-    for path, header in zip(files, headers, strict=True):
-        groups[str(header.get("SeriesInstanceUID", ""))].append((path, header))
+    groups: dict[str, list[InstanceHeader]] = defaultdict(list)
+    for header in headers:
+        groups[header.series_uid].append(header)
     if len(groups) > 1:
-        found = "; ".join(_describe_series([h for _, h in g]) for g in groups.values())
+        found = "; ".join(describe_series(g) for g in groups.values())
         raise InputDataError(
-            f"DICOM folder {folder} holds {len(groups)} series: {found}; expected exactly one series "
-            "per folder (move each series to its own folder)"
+            f"DICOM folder {folder} holds {len(groups)} series: {found}; expected exactly one series per folder "
+            "(pick one with load_volume(folder, series_uid=...), see scan_dicom)"
         )
-    (series,) = groups.values()
-    return read_dicom_series([p for p, _ in series], headers=[h for _, h in series], source=folder)
+    return read_series(next(iter(groups.values())), on_irregular=on_irregular, on_tilt=on_tilt, dtype=dtype)
 
 
-def read_dicom_file(path: str | Path) -> DicomVolume:
-    """Read one single-frame DICOM image as a volume with one slice.
+def read_dicom_file(
+    path: str | Path, *, on_irregular: OnIrregular = "error", on_tilt: OnTilt = "error", dtype: Any = np.float64
+) -> DicomVolume:
+    """Read one DICOM file: a single image (one slice) or an enhanced multi-frame volume.
 
-    Without ImageOrientationPatient/ImagePositionPatient (common for radiographs) the image is placed
-    at the origin with identity orientation, with a warning.
+    Without ImageOrientationPatient/ImagePositionPatient (common for radiographs) a single image
+    is placed at the origin with identity orientation, with a warning.
 
     Args:
         path: A DICOM file.
-
-    Returns:
-        The volume, shaped (X, Y, 1), see :class:`DicomVolume`.
-
-    Raises:
-        InputDataError: Unreadable file or unsupported pixel layout.
-    """
-    path = Path(path)
-    return read_dicom_series([path], headers=[_read(path, pixels=False)], source=path)
-
-
-def _floats(header: Any, keyword: str, n: int, path: Path) -> np.ndarray | None:
-    value = header.get(keyword)
-    if value is None or value == "":
-        return None
-    values = value if isinstance(value, Iterable) and not isinstance(value, (str, bytes)) else [value]
-    try:
-        arr = np.asarray([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise GeometryError(f"DICOM file {path}: {keyword} {value!r} is not {n} number(s)") from e
-    if arr.shape != (n,) or not np.isfinite(arr).all():
-        raise GeometryError(f"DICOM file {path}: {keyword} is {list(values)}; expected {n} finite number(s)")
-    return arr
-
-
-def _pixel_spacing(header: Any, path: Path) -> np.ndarray:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = _floats(header, keyword, 2, path)
-        if spacing is not None and (spacing > 0).all():
-            return spacing
-    warnings.warn(f"DICOM file {path}: no usable PixelSpacing/ImagerPixelSpacing; assuming 1 mm", stacklevel=3)
-    return np.ones(2)
-
-
-def _check_layout(headers: Sequence[Any], paths: Sequence[Path]) -> None:
-    first = headers[0]
-    for path, header in zip(paths, headers, strict=True):
-        if int(header.get("NumberOfFrames", 1) or 1) != 1 or int(header.get("SamplesPerPixel", 1)) != 1:
-            raise InputDataError(
-                f"DICOM file {path}: NumberOfFrames={header.get('NumberOfFrames', 1)}, "
-                f"SamplesPerPixel={header.get('SamplesPerPixel', 1)}; expected single-frame grayscale images"
-            )
-        if "Rows" not in header or "Columns" not in header:
-            raise InputDataError(f"DICOM file {path} has no image (Rows/Columns missing); expected an image")
-        if (header.Rows, header.Columns) != (first.Rows, first.Columns):
-            raise GeometryError(
-                f"DICOM file {path}: {header.Rows}x{header.Columns} pixels; expected "
-                f"{first.Rows}x{first.Columns} like the other slices of the series"
-            )
-
-
-def _slice_geometry(headers: Sequence[Any], paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Return (orientation (6,), positions (n, 3) LPS, order sorting slices along the normal)."""
-    orientations = [_floats(h, "ImageOrientationPatient", 6, p) for h, p in zip(headers, paths, strict=True)]
-    positions = [_floats(h, "ImagePositionPatient", 3, p) for h, p in zip(headers, paths, strict=True)]
-    missing = [p for p, o, x in zip(paths, orientations, positions, strict=True) if o is None or x is None]
-    if missing:
-        raise GeometryError(
-            f"DICOM series {paths[0].parent}: {len(missing)} of {len(paths)} files (e.g. {missing[0].name}) "
-            "lack ImageOrientationPatient/ImagePositionPatient; expected both to stack slices"
-        )
-    orientation = orientations[0]
-    for path, other in zip(paths, orientations, strict=True):
-        if not np.allclose(other, orientation, atol=_ORIENTATION_ATOL):
-            raise GeometryError(
-                f"DICOM file {path}: ImageOrientationPatient {np.round(other, 5).tolist()} differs from "
-                f"{np.round(orientation, 5).tolist()}; expected one orientation per series"
-            )
-    normal = np.cross(orientation[:3], orientation[3:])
-    order = sorted(range(len(paths)), key=lambda i: float(positions[i] @ normal))
-    return orientation, np.stack([positions[i] for i in order]), order
-
-
-def _slice_step(positions: np.ndarray, normal: np.ndarray, source: Path) -> np.ndarray:
-    """The LPS vector from one slice to the next; raise if slices are not on a regular line."""
-    gaps = np.diff(positions @ normal)
-    if gaps.min() <= _POSITION_ATOL_MM:
-        raise GeometryError(
-            f"DICOM series {source}: {int((gaps <= _POSITION_ATOL_MM).sum()) + 1} slices share a position; "
-            "expected one slice per position (several acquisitions, echoes or phases in one series?)"
-        )
-    step = (positions[-1] - positions[0]) / (len(positions) - 1)
-    expected = positions[0] + np.arange(len(positions))[:, None] * step
-    if np.linalg.norm(positions - expected, axis=1).max() > _POSITION_RTOL * gaps.mean() + _POSITION_ATOL_MM:
-        raise GeometryError(
-            f"DICOM series {source}: slice gaps range {gaps.min():.4g}-{gaps.max():.4g} mm along the normal; "
-            "expected equally spaced slices (missing slices?)"
-        )
-    return step
-
-
-def _single_slice_geometry(header: Any, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(orientation, position, step) of a lone slice; identity placement when tags are missing."""
-    orientation = _floats(header, "ImageOrientationPatient", 6, path)
-    position = _floats(header, "ImagePositionPatient", 3, path)
-    if orientation is None or position is None:
-        warnings.warn(
-            f"DICOM file {path}: no ImageOrientationPatient/ImagePositionPatient; "
-            "placing the image at the origin with identity orientation",
-            stacklevel=3,
-        )
-        orientation, position = np.array([1.0, 0, 0, 0, 1, 0]), np.zeros(3)
-    thickness = 1.0
-    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
-        value = _floats(header, keyword, 1, path)
-        if value is not None and value[0] > 0:
-            thickness = float(value[0])
-            break
-    return orientation, position, np.cross(orientation[:3], orientation[3:]) * thickness
-
-
-def _pixels(path: Path) -> np.ndarray:
-    """Modality-LUT applied (RescaleSlope/Intercept) pixels of one slice, float64, shaped (X, Y)."""
-    pydicom = _pydicom()
-    ds = _read(path, pixels=True)
-    try:
-        stored = ds.pixel_array
-    except (RuntimeError, ValueError, NotImplementedError, AttributeError) as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", "unknown transfer syntax")
-        raise InputDataError(
-            f"cannot decode pixels of DICOM file {path} ({name}): {e}; expected complete pixel data "
-            "(compressed transfer syntaxes need a pydicom decoder plugin such as pylibjpeg)"
-        ) from e
-    values = pydicom.pixels.apply_modality_lut(stored, ds).astype(np.float64, copy=False)
-    return values.T  # (Rows, Columns) = (Y, X) -> (X, Y)
-
-
-def read_dicom_series(
-    paths: Sequence[str | Path], *, headers: Sequence[Any] | None = None, source: str | Path | None = None
-) -> DicomVolume:
-    """Stack the files of one series into a volume, sorted by position along the slice normal.
-
-    Args:
-        paths: The files of one series, in any order.
-        headers: Their already-read headers (same order), to avoid reading them twice.
-        source: What to name in messages (default: the folder of the first file).
+        on_irregular: See :func:`read_series`.
+        on_tilt: See :func:`read_series`.
+        dtype: numpy float dtype of the array.
 
     Returns:
         The volume, see :class:`DicomVolume`.
 
     Raises:
-        InputDataError: Unreadable files, multi-frame or colour images, undecodable pixels.
-        GeometryError: Missing or inconsistent orientation/position, duplicate or unequally spaced
-            slices, differing slice sizes.
+        InputDataError: Unreadable file or unsupported pixel layout.
+        GeometryError: See :func:`read_series`.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise InputDataError("read_dicom_series got no files; expected the files of one DICOM series")
-    headers = list(headers) if headers is not None else [_read(p, pixels=False) for p in paths]
-    src = Path(source) if source is not None else paths[0].parent
-    _check_layout(headers, paths)
-    if len(paths) == 1:
-        orientation, origin, step = _single_slice_geometry(headers[0], paths[0])
-        order = [0]
+    return read_series([read_header(path)], on_irregular=on_irregular, on_tilt=on_tilt, dtype=dtype)
+
+
+def _read_pixels(analysis: SeriesAnalysis, order: Sequence[int], dtype: Any, workers: int | None) -> np.ndarray:
+    """Frames ``order`` (indices into ``analysis.frames``) as a (len(order), rows, cols) array."""
+    first = analysis.images[analysis.frames[order[0]][0]]
+    out = np.empty((len(order), first.rows or 0, first.columns or 0), dtype=dtype)
+    by_file: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for position, index in enumerate(order):
+        image, frame = analysis.frames[index]
+        by_file[image].append((position, frame))
+
+    def read(item: tuple[int, list[tuple[int, int]]]) -> None:
+        image, targets = item
+        header = analysis.images[image]
+        if len(targets) == 1:
+            position, frame = targets[0]
+            read_frames(header, [frame], out[position : position + 1])
+            return
+        block = np.empty((len(targets), *out.shape[1:]), dtype=dtype)
+        read_frames(header, [f for _, f in targets], block)
+        out[[p for p, _ in targets]] = block
+
+    n_workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    if n_workers <= 1 or len(by_file) < 4:
+        for item in by_file.items():
+            read(item)
     else:
-        orientation, positions, order = _slice_geometry(headers, paths)
-        step = _slice_step(positions, np.cross(orientation[:3], orientation[3:]), src)
-        origin = positions[0]
-    row_spacing, col_spacing = _pixel_spacing(headers[order[0]], paths[order[0]])
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(read, by_file.items()))
+    return out
+
+
+def _deduplicate(slices: np.ndarray, geometry: StackGeometry, label: str) -> list[int]:
+    """Positions in the order to keep: one per duplicate group whose pixels are identical."""
+    drop: set[int] = set()
+    for group in geometry.duplicates:
+        for k in group[1:]:
+            if not np.array_equal(slices[group[0]], slices[k]):
+                raise GeometryError(
+                    f"DICOM series {label}: slices {group[0] + 1} and {k + 1} (ordered along the slice normal) share "
+                    f"a position ({geometry.distances[k]:.4g} mm along the normal) but hold different pixels; expected "
+                    "one image per position (several acquisitions, echoes or phases in one series?)"
+                )
+            drop.add(k)
+    return [k for k in range(len(geometry.order)) if k not in drop]
+
+
+def _frame_position(analysis: SeriesAnalysis, index: int) -> np.ndarray:
+    image, frame = analysis.frames[index]
+    position = analysis.images[image].positions[frame]
+    return np.zeros(3) if position is None else np.asarray(position, dtype=np.float64)
+
+
+def _lps_affine(directions: np.ndarray, spacing: Sequence[float], origin: np.ndarray) -> np.ndarray:
     lps = np.eye(4)
-    lps[:3, 0] = orientation[:3] * col_spacing  # i: along a row, one column further
-    lps[:3, 1] = orientation[3:] * row_spacing  # j: down a column, one row further
-    lps[:3, 2] = step
+    lps[:3, :3] = directions * np.asarray(spacing)
     lps[:3, 3] = origin
-    array = np.stack([_pixels(paths[i]) for i in order], axis=-1)  # (X, Y, Z)
-    first = headers[order[0]]
+    return orientation_ras_lps(lps)
+
+
+def _single_frame_affine(
+    analysis: SeriesAnalysis, geometry: StackGeometry, label: str, pixel: tuple[float, float]
+) -> np.ndarray:
+    header = analysis.images[0]
+    if geometry.orientation is None or header.positions[0] is None:
+        warnings.warn(
+            f"DICOM series {label}: no ImageOrientationPatient/ImagePositionPatient; "
+            "placing the image at the origin with identity orientation",
+            stacklevel=4,
+        )
+    o = np.asarray(geometry.orientation if geometry.orientation is not None else (1.0, 0, 0, 0, 1, 0))
+    directions = np.stack([o[:3], o[3:], geometry.normal], axis=1)
+    return _lps_affine(directions, (pixel[1], pixel[0], header.slice_thickness or 1.0), _frame_position(analysis, 0))
+
+
+def _in_plane_shifts(
+    positions: np.ndarray, directions: np.ndarray, pixel: tuple[float, float], tilted: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) shift in pixels of each slice onto a common in-plane grid, and that grid's origin (LPS)."""
+    if not tilted:
+        return np.zeros((len(positions), 2)), positions[0]
+    row_dir, col_dir = directions[:, 0], directions[:, 1]
+    rel = positions - positions[0]
+    dx, dy = rel @ row_dir / pixel[1], rel @ col_dir / pixel[0]  # in-plane offsets in pixels
+    ref_x, ref_y = round(float(dx.mean())), round(float(dy.mean()))  # grid centred on the stack
+    origin = positions[0] + ref_x * pixel[1] * row_dir + ref_y * pixel[0] * col_dir
+    return np.stack([dy - ref_y, dx - ref_x], axis=1), origin
+
+
+def _check_regular(
+    analysis: SeriesAnalysis, geometry: StackGeometry, label: str, on_irregular: str, on_tilt: str
+) -> None:
+    irregular = [f for f in _IRREGULAR if f in geometry.flags]
+    if irregular and on_irregular == "error":
+        found = "; ".join(analysis.details[f] for f in irregular)
+        raise GeometryError(
+            f"DICOM series {label}: {found}; expected equally spaced slices, one per position "
+            "(missing or extra files? pass on_irregular='resample' to interpolate onto a uniform grid)"
+        )
+    if "gantry_tilt" in geometry.flags and on_tilt == "error":
+        raise GeometryError(
+            f"DICOM series {label}: {analysis.details['gantry_tilt']}; expected slices stacked along their normal "
+            "(pass on_tilt='resample' to resample onto an orthogonal grid)"
+        )
+
+
+def _check_layout(analysis: SeriesAnalysis, geometry: StackGeometry | None, label: str) -> StackGeometry:
+    if geometry is None:
+        raise InputDataError(f"DICOM series {label} holds no images: {analysis.details['non_image']}; expected images")
+    for flag in ("mosaic", "unsupported_layout"):
+        if flag in analysis.flags:
+            error = GeometryError if flag in geometry.flags else InputDataError
+            raise error(
+                f"DICOM series {label}: {analysis.details[flag]}; expected a stack of single images or an "
+                "enhanced multi-frame object with per-frame positions"
+            )
+    return geometry
+
+
+def read_series(
+    headers: Sequence[InstanceHeader],
+    *,
+    on_irregular: OnIrregular = "error",
+    on_tilt: OnTilt = "error",
+    dtype: Any = np.float64,
+    workers: int | None = None,
+) -> DicomVolume:
+    """Stack the frames of one series into a volume, ordered by position along the slice normal.
+
+    Localizers and images of another orientation or size are excluded with a warning.
+
+    Args:
+        headers: Headers of the files of one series (see :func:`medxlate.io.dicom_header.read_header`).
+        on_irregular: Gaps, uneven spacing or duplicate positions: ``"error"`` (default) raises;
+            ``"resample"`` drops duplicates with identical pixels and interpolates linearly along the
+            normal onto equally spaced slices (median spacing), with a warning.
+        on_tilt: Slices not stacked along their normal (gantry tilt): ``"error"`` (default) raises;
+            ``"resample"`` shifts each slice onto an orthogonal grid, with a warning.
+        dtype: numpy float dtype of the array.
+        workers: Threads reading pixel data (default: 2 per CPU, at most 8).
+
+    Returns:
+        The volume, see :class:`DicomVolume`.
+
+    Raises:
+        ConfigError: ``on_irregular``/``on_tilt`` not ``"error"`` or ``"resample"``.
+        InputDataError: No images, unsupported layout (mosaic, colour), undecodable pixels.
+        GeometryError: Irregular or tilted stacks not to be resampled, conflicting duplicates, no
+            single stack (missing positions, two stacks of equal size).
+    """
+    _check_option("on_irregular", on_irregular)
+    _check_option("on_tilt", on_tilt)
+    label = describe_series(headers)
+    analysis = analyse_series(headers)
+    geometry = _check_layout(analysis, analysis.geometry, label)
+    if geometry.excluded:
+        warnings.warn(f"DICOM series {label}: {analysis.details['localizer']}; excluded from the volume", stacklevel=3)
+    _check_regular(analysis, geometry, label, on_irregular, on_tilt)
+    first = analysis.images[analysis.frames[geometry.order[0]][0]]
+    pixel = first.pixel_spacing
+    if pixel is None:
+        warnings.warn(f"DICOM series {label}: no usable PixelSpacing/ImagerPixelSpacing; assuming 1 mm", stacklevel=3)
+        pixel = (1.0, 1.0)
+    slices = _read_pixels(analysis, geometry.order, dtype, workers)
     meta = {
-        "modality": str(first.get("Modality", "")),
-        "series_description": str(first.get("SeriesDescription", "")),
-        "photometric_interpretation": str(first.get("PhotometricInterpretation", "")),
+        "modality": first.modality,
+        "series_description": first.description,
+        "photometric_interpretation": first.photometric,
+        "monochrome1_inverted": first.photometric == "MONOCHROME1",
+        "resampled": "",
     }
-    return DicomVolume(array=array, affine=orientation_ras_lps(lps), meta=meta)
+    if len(geometry.order) == 1:
+        affine = _single_frame_affine(analysis, geometry, label, pixel)
+        return DicomVolume(slices.T, affine, meta)
+    o = np.asarray(geometry.orientation)
+    directions = np.stack([o[:3], o[3:], geometry.normal], axis=1)
+    keep = _deduplicate(slices, geometry, label) if geometry.duplicates else list(range(len(geometry.order)))
+    positions = np.stack([_frame_position(analysis, geometry.order[k]) for k in keep])
+    distances = np.asarray(geometry.distances)[keep]
+    tilted = "gantry_tilt" in geometry.flags
+    if tilted or "gap" in geometry.flags or "irregular_spacing" in geometry.flags:
+        shifts, origin = _in_plane_shifts(positions, directions, pixel, tilted)
+        slices, step = resample_stack(slices[keep], distances, shifts, geometry.spacing or 1.0, float(slices.min()))
+        irregular = "gap" in geometry.flags or "irregular_spacing" in geometry.flags
+        meta["resampled"] = " and ".join(w for w, on in (("uniform spacing", irregular), ("gantry tilt", tilted)) if on)
+        found = "; ".join(analysis.details[f] for f in geometry.flags if f in (*_IRREGULAR, "gantry_tilt"))
+        warnings.warn(
+            f"DICOM series {label}: resampled onto {len(slices)} slices {step:.4g} mm apart, orthogonal to the "
+            f"slice plane (found: {found})",
+            stacklevel=3,
+        )
+    else:
+        slices = slices[keep] if len(keep) != len(slices) else slices
+        step = (distances[-1] - distances[0]) / (len(keep) - 1) if len(keep) > 1 else first.slice_thickness or 1.0
+        origin = positions[0]
+    affine = _lps_affine(directions, (pixel[1], pixel[0], step), origin)
+    return DicomVolume(np.ascontiguousarray(slices).T, affine, meta)
