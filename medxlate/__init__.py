@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 from medxlate import metrics
 from medxlate.api import train
 from medxlate.config import ExperimentConfig, load_config
-from medxlate.data.prepare import prepare_dataset
+from medxlate.data import fingerprint_dataset, prepare_dataset, run_prepare, verify_dataset
 from medxlate.errors import (
     CheckpointError,
     ConfigError,
@@ -28,7 +28,7 @@ from medxlate.errors import (
 )
 from medxlate.evaluation import evaluate
 from medxlate.inference import Translator
-from medxlate.io import load_volume, save_volume
+from medxlate.io import load_series, load_volume, save_volume, scan_dicom
 from medxlate.pipeline import run_pipeline
 
 __all__ = [
@@ -42,11 +42,16 @@ __all__ = [
     "Translator",
     "__version__",
     "evaluate",
+    "fingerprint_dataset",
     "load_config",
+    "load_series",
     "load_volume",
     "metrics",
     "prepare_dataset",
     "run_pipeline",
+    "run_prepare",
     "save_volume",
+    "scan_dicom",
     "train",
+    "verify_dataset",
 ]

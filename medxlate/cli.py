@@ -27,6 +27,24 @@ def _overrides(items: list[str] | None) -> dict[str, object]:
 
 
 @app.command()
+def scan(
+    root: Annotated[Path, typer.Argument(help="Top folder of a DICOM export.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts (includes series UIDs).")] = False,
+    workers: Annotated[int | None, typer.Option(help="Parallel header readers (default: automatic).")] = None,
+) -> None:
+    """List the DICOM series of a tree (headers only) with their geometry and problems."""
+    import json
+
+    from medxlate.io import format_scan_table, scan_dicom
+
+    result = scan_dicom(root, workers=workers)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        typer.echo(format_scan_table(result))
+
+
+@app.command()
 def prepare(
     input_dir: Annotated[
         Path, typer.Argument(help="DICOM export tree, or a folder with manifest.json of NIfTI pairs.")

@@ -67,14 +67,10 @@ def evaluate(
     per_case: dict[str, dict[str, float]] = {}
     for case in cases:
         source, target = load_volume(case.source), load_volume(case.target)
-        mask = (
-            load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
-        )
+        mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
         values = volume_metrics(translator(source)[0].as_tensor(), target[0].as_tensor(), mask)
         if CEILING_ROLE in case.files:
-            ceiling = volume_metrics(
-                load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask
-            )
+            ceiling = volume_metrics(load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask)
             values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})
         per_case[case.id] = values
     names = list(next(iter(per_case.values())))

@@ -12,9 +12,7 @@ from medxlate.cli import main
 from tests.conftest import tiny_config
 
 
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["medxlate", *args])
     code = 0
     try:
@@ -102,8 +100,61 @@ def test_pipeline_end_to_end(
     assert code == 0, err
     translated = tmp_path / "out" / "translated" / "case_002_synthetic_mr.nii.gz"
     assert f"synthetic NIfTI:  out/translated/{translated.name}" in out
-    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert "-m mlflow ui --backend-store-uri sqlite:///" in out
     source = nib.load(str(paired_folder / "patient_2" / "ct.nii.gz"))
     np.testing.assert_allclose(nib.load(str(translated)).affine, source.affine, atol=1e-5)
     header = (tmp_path / "out" / "evaluation" / "metrics_per_case.csv").read_text().splitlines()[0]
     assert header.startswith("case,ssim,psnr,mae,ssim_body,psnr_body,mae_body,data_range")
+
+
+def test_scan_table_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import numpy as np
+
+    from tests.dicom_factory import write_ct_series
+
+    volume = np.full((16, 16, 6), 40.0)
+    write_ct_series(
+        tmp_path / "export" / "a",
+        volume,
+        spacing=(0.8, 0.8, 2.5),
+        series_description="Thorax 2.5mm",
+        patient_name="Doe^Jane",
+        patient_id="PID-98765",
+    )
+    write_ct_series(
+        tmp_path / "export" / "b",
+        volume,
+        modality="MR",
+        series_description="T1 axial",
+        seed=3,
+        patient_name="Doe^Jane",
+        patient_id="PID-98765",
+    )
+    (tmp_path / "export" / "notes.txt").write_text("not dicom")
+    code, out, err = run_cli(monkeypatch, capsys, "scan", str(tmp_path / "export"))
+    assert code == 0, err
+    assert "Thorax 2.5mm" in out and "T1 axial" in out
+    assert "Doe" not in out and "PID-98765" not in out
+    code, out, _ = run_cli(monkeypatch, capsys, "scan", str(tmp_path / "export"), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert sorted(series["modality"] for series in data["series"]) == ["CT", "MR"]
+    assert "PID-98765" not in out
+
+
+def test_verify_and_fingerprint(
+    paired_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "prepare", str(paired_folder), str(tmp_path / "ds"))
+    assert code == 0, err
+    code, out, _ = run_cli(monkeypatch, capsys, "verify", str(tmp_path / "ds"))
+    assert code == 0 and "no problems found" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "fingerprint", str(tmp_path / "ds"))
+    assert code == 0 and (tmp_path / "ds" / "fingerprint.json").is_file()
+    (tmp_path / "ds" / "cases" / "case_001" / "target.nii.gz").unlink()
+    code, out, err = run_cli(monkeypatch, capsys, "verify", str(tmp_path / "ds"))
+    assert code == 2 and "case_001" in out and "problem(s) found" in err

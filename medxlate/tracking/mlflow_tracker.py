@@ -99,5 +99,8 @@ class MlflowTracker:
 
 
 def ui_command(tracking_uri: str) -> str:
-    """The shell command that opens the MLflow UI on this store."""
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+    """The exact shell command that opens the MLflow UI on this store (with this interpreter's mlflow)."""
+    import shlex
+    import sys
+
+    return f"{shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
