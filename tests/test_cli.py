@@ -158,3 +158,45 @@ def test_verify_and_fingerprint(
     (tmp_path / "ds" / "cases" / "case_001" / "target.nii.gz").unlink()
     code, out, err = run_cli(monkeypatch, capsys, "verify", str(tmp_path / "ds"))
     assert code == 2 and "case_001" in out and "problem(s) found" in err
+
+
+def test_scan_and_prepare_a_messy_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tests.data.dicom_tree import PATIENTS, write_export
+
+    export = write_export(tmp_path / "export")
+    code, out, err = run_cli(monkeypatch, capsys, "scan", str(export))
+    assert code == 0, err
+    assert "Topogram" in out and "non_image" in out and "not a DICOM Part-10 file" in out
+    config = tmp_path / "prepare.yaml"
+    config.write_text(yaml.safe_dump({"pairing": {"target": {"modality": "MR", "include": ["t1"]}}}))
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "prepare",
+        str(export),
+        str(tmp_path / "ds"),
+        "--config",
+        str(config),
+        "--id-map",
+        str(tmp_path / "private" / "ids.csv"),
+    )
+    assert code == 0, err
+    cases = json.loads((tmp_path / "ds" / "dataset.json").read_text())["cases"]
+    assert len(cases) == 2
+    for patient in PATIENTS:
+        assert patient.patient_id not in out + err
+    assert PATIENTS[0].patient_id in (tmp_path / "private" / "ids.csv").read_text()
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "prepare",
+        str(export),
+        str(tmp_path / "ds2"),
+        "--id-map",
+        str(tmp_path / "ds2" / "ids.csv"),
+    )
+    assert code == 2 and "id" in err.lower() and "Traceback" not in err
