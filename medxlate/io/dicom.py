@@ -71,7 +71,15 @@ class DicomVolume:
 
 
 def find_dicom_files(folder: Path) -> list[Path]:
-    """Candidate files directly inside ``folder``: regular, not hidden, not DICOMDIR, sorted."""
+    """Candidate files directly inside ``folder`` (not recursive).
+
+    Args:
+        folder: A folder.
+
+    Returns:
+        Regular files, hidden ones and DICOMDIR left out, sorted by path (DICOM or not: the header
+        reader decides).
+    """
     with os.scandir(folder) as entries:
         return sorted(
             Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".") and e.name.upper() != "DICOMDIR"

@@ -94,7 +94,13 @@ class _Buffer:
 
 
 def read_head(path: str | os.PathLike[str]) -> tuple[bytes, int]:
-    """The first :data:`HEAD_BYTES` bytes of a file and its size (what :func:`read_raw_header` starts from).
+    """Read the start of a file (what :func:`read_raw_header` starts from).
+
+    Args:
+        path: A file.
+
+    Returns:
+        (its first :data:`HEAD_BYTES` bytes, its size in bytes).
 
     Raises:
         OSError: The file cannot be opened or read.

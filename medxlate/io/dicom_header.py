@@ -41,6 +41,7 @@ from medxlate.io.dicom_values import (
 __all__ = ["DicomFileError", "InstanceHeader", "read_header"]
 
 _IMAGE_TYPE_SUFFIX = "Image Storage"
+Pixel = tuple[int | None, int | None, int | None]  # (pixel data tag, value offset, length)
 
 
 class DicomFileError(InputDataError):
@@ -107,7 +108,7 @@ class InstanceHeader:
         return "LOCALIZER" in self.image_type
 
 
-def _pixel_problem(values: Values, raw_pixel: tuple[int | None, int | None, int | None], size: int) -> str | None:
+def _pixel_problem(values: Values, raw_pixel: Pixel, size: int) -> str | None:
     """Why the pixel data cannot be complete, or None."""
     tag, offset, length = raw_pixel
     if tag is None or offset is None:
@@ -154,9 +155,6 @@ def _frame_values(values: Values, n_frames: int) -> list[Values]:
     if not isinstance(groups, list):
         return [values] * n_frames
     return [{**values, **frame} for frame in groups]
-
-
-Pixel = tuple[int | None, int | None, int | None]  # (pixel data tag, value offset, length)
 
 
 def _header(path: Path, values: Values, syntax: str, pixel: Pixel) -> InstanceHeader:
@@ -235,9 +233,7 @@ def _decode_raw(raw: RawHeader) -> Values:
     return values
 
 
-def _finish(
-    path: Path, values: Values, syntax: str, pixel: tuple[int | None, int | None, int | None], size: int
-) -> InstanceHeader:
+def _finish(path: Path, values: Values, syntax: str, pixel: Pixel, size: int) -> InstanceHeader:
     problem = _pixel_problem(values, pixel, size)
     if problem is None and pixel[0] is not None and pixel[2] is None and pixel[1] is not None:
         problem = _encapsulated_problem(path, pixel[1], size)

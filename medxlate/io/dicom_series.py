@@ -56,7 +56,14 @@ class SeriesAnalysis:
 
 
 def describe_series(headers: Sequence[InstanceHeader]) -> str:
-    """``'<description>' (<modality>, <n> files) in <folder>`` for messages; no identifiers."""
+    """Name a series in messages by what a user recognises, never by identifiers.
+
+    Args:
+        headers: Headers of the series' files.
+
+    Returns:
+        ``'<description>' (<modality>, <n> files) in <folder>``.
+    """
     first = headers[0]
     description = first.description or "no SeriesDescription"
     folder = os.path.commonpath([str(h.path.parent) for h in headers])

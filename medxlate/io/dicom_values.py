@@ -78,7 +78,14 @@ _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": 
 
 @functools.lru_cache(maxsize=256)
 def uid_name(uid: str) -> str:
-    """pydicom's name of a UID (the UID itself when unknown)."""
+    """pydicom's name of a UID.
+
+    Args:
+        uid: A UID string.
+
+    Returns:
+        Its name, e.g. ``"CT Image Storage"``; the UID itself when unknown.
+    """
     from pydicom.uid import UID
 
     return str(UID(uid).name)
@@ -124,7 +131,15 @@ def decode(
 
 
 def texts(values: Values, name: str) -> tuple[str, ...]:
-    """All values of ``name`` as strings (empty when absent)."""
+    """All non-empty values of an attribute as strings.
+
+    Args:
+        values: Decoded values by keyword.
+        name: The keyword.
+
+    Returns:
+        The values (empty when absent).
+    """
     items = values.get(name)
     if not items:
         return ()
@@ -132,7 +147,15 @@ def texts(values: Values, name: str) -> tuple[str, ...]:
 
 
 def text(values: Values, name: str) -> str:
-    """The value of ``name`` as one string ('' when absent); multiple values are joined with '\\'."""
+    """The value of an attribute as one string.
+
+    Args:
+        values: Decoded values by keyword.
+        name: The keyword.
+
+    Returns:
+        The value ('' when absent); multiple values joined with a backslash.
+    """
     return "\\".join(texts(values, name))
 
 
@@ -142,7 +165,14 @@ def _shown(values: Values, name: str) -> str:
 
 
 def integer(values: Values, name: str) -> int | None:
-    """The first value of ``name`` as an int, None when absent or empty.
+    """The first value of an attribute as an int.
+
+    Args:
+        values: Decoded values by keyword.
+        name: The keyword.
+
+    Returns:
+        The integer, None when absent or empty.
 
     Raises:
         ValueError: The value is not an integer.
@@ -163,7 +193,15 @@ def integer(values: Values, name: str) -> int | None:
 
 
 def floats(values: Values, name: str, n: int) -> tuple[float, ...] | None:
-    """The ``n`` values of ``name`` as floats, None when absent or empty.
+    """The values of an attribute as ``n`` floats.
+
+    Args:
+        values: Decoded values by keyword.
+        name: The keyword.
+        n: How many numbers DICOM prescribes (e.g. 3 for ImagePositionPatient).
+
+    Returns:
+        The numbers, None when absent or empty.
 
     Raises:
         ValueError: Not ``n`` finite numbers.

@@ -209,7 +209,8 @@ def load_volume(
         ``.affine`` is a 4x4 float64 tensor, voxel index -> RAS mm. ``meta`` holds
         ``filename_or_obj``, ``spacing`` (mm, numpy) and, for DICOM, ``modality``,
         ``series_description``, ``photometric_interpretation`` (as stored), ``monochrome1_inverted``
-        and ``resampled`` ("" when the slices were used as they are).
+        and ``resampled`` ("" when the slices were used as they are). DICOM volumes keep DICOM's
+        memory order (x fastest, as ITK): a strided view, not C-contiguous; ``.contiguous()`` copies.
 
     Raises:
         InputDataError: Missing path, unsupported or unreadable file, a folder with no or several

@@ -165,3 +165,11 @@ def test_single_file_keeps_working_without_position(tmp_path: Path) -> None:
         img = load_volume(path)
     assert any("'Radiograph'" in str(w.message) and "identity orientation" in str(w.message) for w in caught)
     assert img.shape == (1, 16, 12, 1)
+
+
+def test_dicom_volumes_keep_dicom_memory_order(tmp_path: Path) -> None:
+    """x fastest, like ITK: no transposing copy of the whole volume (see load._load_dicom)."""
+    write_ct_series(tmp_path, VOLUME, SPACING)
+    img = load_volume(tmp_path)
+    assert img.stride()[1:] == (1, SHAPE[0], SHAPE[0] * SHAPE[1])
+    assert_close(img.contiguous(), img)
