@@ -101,3 +101,17 @@ def test_from_checkpoint_rejects_non_checkpoint(tmp_path: Path) -> None:
     torch.save({"state": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError):
         Translator.from_checkpoint(path)
+
+
+def test_two_and_a_half_d_model_round_trip(tmp_path: Path) -> None:
+    pairs = _make_pairs(tmp_path)
+    prepare_dataset(pairs, tmp_path / "dataset")
+    raw = tiny_config(tmp_path / "dataset", tmp_path / "run", epochs=1, decay_epochs=0)
+    raw["data"]["context_slices"] = 1
+    checkpoint = fit(validate_config(raw)).checkpoint
+    content = torch.load(checkpoint, weights_only=True)
+    assert content["generator_spec"]["in_channels"] == 3
+    assert content["preprocessing"]["context_slices"] == 1
+    source = load_volume(pairs / "p1" / "ct.nii.gz")
+    result = Translator.from_checkpoint(checkpoint, device="cpu")(source)
+    assert result.shape == source.shape and torch.isfinite(result).all()
