@@ -67,9 +67,7 @@ def test_output_overlays_input(trained: tuple[Path, Path]) -> None:
     assert float(result.min()) >= low - (high - low) and float(result.max()) <= high + (high - low)
 
 
-def test_translate_file_writes_synthetic_nifti_with_provenance(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_translate_file_writes_synthetic_nifti_with_provenance(trained: tuple[Path, Path], tmp_path: Path) -> None:
     checkpoint, pairs = trained
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
     out = translator.translate_file(pairs / "p1" / "ct.nii.gz", tmp_path / "out" / "syn.nii.gz")
