@@ -60,6 +60,74 @@ def make_preprocessing(cfg: ExperimentConfig, divisible: int) -> Preprocessing:
     )
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds between epochs."""
+
+    cfg: ExperimentConfig
+    modules: GanModules
+    schedulers: list[Any]
+    loader_rng: torch.Generator
+    prep: Preprocessing
+    dataset: Any
+    in_channels: int
+    device: torch.device
+    tracker: Tracker
+    checkpoint: Path
+    run_id: str | None = None
+
+    def end_of_epoch(self, epoch: int, step: int, val_volumes: list[Any]) -> ValidationResult:
+        """Step the schedules, validate, log, and checkpoint (atomically)."""
+        cfg = self.cfg
+        for scheduler in self.schedulers:
+            scheduler.step()
+        result = validate(
+            self.modules.generator, val_volumes, self.prep, self.device, cfg.eval.sw_batch_size, cfg.train.bf16
+        )
+        self.tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
+        self.tracker.log_metrics({"lr": self.schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
+        if cfg.tracking.log_images and result.montage is not None:
+            self.tracker.log_image(result.montage, key="val_montage", step=epoch + 1)
+        save_checkpoint(self.payload(epoch, step, result.metrics), self.checkpoint)
+        logger.info("epoch %d/%d: %s", epoch + 1, cfg.train.epochs, _summary(result.metrics))
+        return result
+
+    def payload(self, epoch: int, step: int, metrics: dict[str, float]) -> dict[str, Any]:
+        """The checkpoint content after ``epoch`` (0-based)."""
+        modules = self.modules
+        return {
+            "generator": modules.generator.state_dict(),
+            "discriminator": modules.discriminator.state_dict(),
+            "optimizer_g": modules.optimizer_g.state_dict(),
+            "optimizer_d": modules.optimizer_d.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "loader_rng": self.loader_rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch + 1,
+            "step": step,
+            "config": self.cfg.model_dump(mode="json"),
+            "preprocessing": self.prep.to_dict(),
+            "generator_spec": generator_spec(self.cfg, self.in_channels),
+            "source_modality": self.dataset.source_modality,
+            "target_modality": self.dataset.target_modality,
+            "metrics": dict(metrics),
+            "dataset_fingerprint": _fingerprint_hash(self.dataset.root),
+            "mlflow_run_id": self.run_id,
+            "medxlate_version": __version__,
+        }
+
+    def log_final_artifacts(self, result: ValidationResult | None) -> None:
+        """Montage PNG, checkpoint and resolved config into the tracker."""
+        out_dir = self.checkpoint.parent
+        montage_path = _write_montage(result, out_dir)
+        self.tracker.log_artifact(self.checkpoint, "model")
+        if montage_path is not None:
+            self.tracker.log_artifact(montage_path, "images")
+        config_path = out_dir / "config.yaml"
+        _write_config(self.cfg, config_path)
+        self.tracker.log_artifact(config_path, "config")
+
+
 def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     """Train a pix2pix model as configured, validating every epoch and checkpointing.
 
@@ -74,26 +142,14 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
         InputDataError: if the dataset is unusable (no train or val cases, mismatched pairs).
         CheckpointError: if ``train.resume`` points at an unusable checkpoint.
     """
-    tracker = tracker or NullTracker()
     seed_everything(cfg.train.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
     dataset = read_dataset(cfg.data.dataset)
-    train_cases, val_cases = dataset.split("train"), dataset.split("val")
-    if not train_cases or not val_cases:
-        raise InputDataError(
-            f"{dataset.root}: need at least one 'train' and one 'val' case, found "
-            f"{len(train_cases)} train and {len(val_cases)} val"
-        )
     in_channels = 2 * cfg.data.context_slices + 1
     modules, divisible = build_gan(cfg, in_channels, device)
-    prep = make_preprocessing(cfg, divisible)
-    train_volumes = load_paired_volumes(train_cases, prep)
-    val_volumes = load_paired_volumes(val_cases, prep)
-    reference = tuple(float(np.mean([v.target_range[i] for v in train_volumes])) for i in (0, 1))
-    prep = Preprocessing.from_dict({**prep.to_dict(), "target_range": list(reference)})
-
+    prep, train_volumes, val_volumes = _load_volumes(cfg, dataset, divisible)
     slices = SliceDataset(train_volumes, cfg.data.context_slices, divisible, cfg.data.flip_prob)
     loader_rng = torch.Generator().manual_seed(cfg.train.seed)
     loader = DataLoader(slices, batch_size=cfg.data.batch_size, shuffle=True, generator=loader_rng)
@@ -104,68 +160,68 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     start_epoch, step, resume_run_id = 0, 0, None
     if cfg.train.resume is not None:
         start_epoch, step, resume_run_id = _restore(cfg.train.resume, modules, schedulers, loader_rng)
-
     out_dir = Path(cfg.train.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_id = tracker.start(
+    run = _Run(
+        cfg,
+        modules,
+        schedulers,
+        loader_rng,
+        prep,
+        dataset,
+        in_channels,
+        device,
+        tracker or NullTracker(),
+        out_dir / "last.pt",
+    )
+    task = f"{dataset.source_modality}->{dataset.target_modality}"
+    run.run_id = run.tracker.start(
         cfg.experiment_name,
         cfg.name,
         flatten_config(cfg),
-        tags={
-            "medxlate.version": __version__,
-            "medxlate.task": f"{dataset.source_modality}->{dataset.target_modality}",
-        },
+        tags={"medxlate.version": __version__, "medxlate.task": task},
         resume_run_id=resume_run_id,
     )
     adversarial = _adversarial(cfg)
-    checkpoint = out_dir / "last.pt"
     result: ValidationResult | None = None
     status = "FAILED"
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
-            step = _train_epoch(cfg, modules, loader, adversarial, tracker, device, epoch, step)
-            for scheduler in schedulers:
-                scheduler.step()
-            result = validate(modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16)
-            tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
-            tracker.log_metrics({"lr": schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
-            if cfg.tracking.log_images and result.montage is not None:
-                tracker.log_image(result.montage, key="val_montage", step=epoch + 1)
-            payload = _checkpoint_payload(
-                cfg,
-                modules,
-                schedulers,
-                prep,
-                dataset,
-                in_channels,
-                epoch,
-                step,
-                loader_rng,
-                run_id,
-                result.metrics,
-            )
-            save_checkpoint(payload, checkpoint)
-            logger.info("epoch %d/%d: %s", epoch + 1, cfg.train.epochs, _summary(result.metrics))
+            step = _train_epoch(cfg, modules, loader, adversarial, run.tracker, device, epoch, step)
+            result = run.end_of_epoch(epoch, step, val_volumes)
+        run.log_final_artifacts(result)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
-        if status == "FINISHED":
-            montage_path = _write_montage(result, out_dir)
-            tracker.log_artifact(checkpoint, "model")
-            if montage_path is not None:
-                tracker.log_artifact(montage_path, "images")
-            config_path = out_dir / "config.yaml"
-            _write_config(cfg, config_path)
-            tracker.log_artifact(config_path, "config")
-        tracker.end(status)
+        run.tracker.end(status)
     if result is None:  # resumed a run that had already finished all epochs
         result = validate(modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16)
     return TrainResult(
-        run_id=run_id,
-        checkpoint=checkpoint,
+        run_id=run.run_id,
+        checkpoint=run.checkpoint,
         metrics=result.metrics,
         montage=out_dir / "val_montage.png" if result.montage is not None else None,
         per_case=result.per_case,
     )
+
+
+def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[Preprocessing, list[Any], list[Any]]:
+    """Train/val volumes in model space, and the preprocessing with its target reference range
+    (the mean of the training volumes' percentile values, used to map outputs back to MR units)."""
+    train_cases, val_cases = dataset.split("train"), dataset.split("val")
+    if not train_cases or not val_cases:
+        raise InputDataError(
+            f"{dataset.root}: need at least one 'train' and one 'val' case, found "
+            f"{len(train_cases)} train and {len(val_cases)} val"
+        )
+    prep = make_preprocessing(cfg, divisible)
+    train_volumes = load_paired_volumes(train_cases, prep)
+    val_volumes = load_paired_volumes(val_cases, prep)
+    reference = [float(np.mean([v.target_range[i] for v in train_volumes])) for i in (0, 1)]
+    prep = Preprocessing.from_dict({**prep.to_dict(), "target_range": reference})
+    return prep, train_volumes, val_volumes
 
 
 def _train_epoch(
@@ -212,41 +268,6 @@ def _adversarial(cfg: ExperimentConfig) -> Any:
     from medxlate.models import get_adversarial_loss
 
     return get_adversarial_loss(cfg.loss.adversarial)
-
-
-def _checkpoint_payload(
-    cfg: ExperimentConfig,
-    modules: GanModules,
-    schedulers: list[Any],
-    prep: Preprocessing,
-    dataset: Any,
-    in_channels: int,
-    epoch: int,
-    step: int,
-    loader_rng: torch.Generator,
-    run_id: str | None,
-    metrics: dict[str, float],
-) -> dict[str, Any]:
-    return {
-        "generator": modules.generator.state_dict(),
-        "discriminator": modules.discriminator.state_dict(),
-        "optimizer_g": modules.optimizer_g.state_dict(),
-        "optimizer_d": modules.optimizer_d.state_dict(),
-        "schedulers": [s.state_dict() for s in schedulers],
-        "loader_rng": loader_rng.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "epoch": epoch + 1,
-        "step": step,
-        "config": cfg.model_dump(mode="json"),
-        "preprocessing": prep.to_dict(),
-        "generator_spec": generator_spec(cfg, in_channels),
-        "source_modality": dataset.source_modality,
-        "target_modality": dataset.target_modality,
-        "metrics": dict(metrics),
-        "dataset_fingerprint": _fingerprint_hash(dataset.root),
-        "mlflow_run_id": run_id,
-        "medxlate_version": __version__,
-    }
 
 
 def _fingerprint_hash(root: Path) -> str | None:
