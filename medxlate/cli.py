@@ -168,6 +168,8 @@ def _metric_line(values: dict[str, float]) -> str:
 def main() -> None:
     """Console entry point: run the app, turning medxlate errors into one-line messages."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # MONAI announces at import that an optional NVIDIA decoder is absent; it is irrelevant here.
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     try:
         app(standalone_mode=False)
     except MedxlateError as e:

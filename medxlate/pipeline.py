@@ -79,10 +79,7 @@ def run_pipeline(
     result = PipelineResult(dataset=dataset_dir)
     for stage in recipe.stages:
         if stage == "prepare":
-            prepared = run_prepare(
-                recipe.input, dataset_dir, load_prepare_config(recipe.prepare_config), id_map=recipe.id_map
-            )
-            report(prepared.summary())
+            run_prepare(recipe.input, dataset_dir, load_prepare_config(recipe.prepare_config), id_map=recipe.id_map)
             fingerprint_dataset(dataset_dir)
             report(f"prepare: dataset written to {dataset_dir}")
         elif stage == "train":

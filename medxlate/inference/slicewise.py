@@ -43,9 +43,7 @@ def translate_slices(
     stacked = stack_context(source, context_slices)  # (C*(2k+1), X, Y, Z)
     padded, (crop_x, crop_y) = pad_in_plane(stacked, divisible, -1.0)
     roi = (padded.shape[1], padded.shape[2])
-    inferer = SliceInferer(
-        spatial_dim=2, roi_size=roi, sw_batch_size=sw_batch_size, cval=-1.0, progress=False
-    )
+    inferer = SliceInferer(spatial_dim=2, roi_size=roi, sw_batch_size=sw_batch_size, cval=-1.0, progress=False)
     with torch.inference_mode(), autocast_context(device, bf16):
         output = inferer(padded[None].to(device), generator)  # (1, 1, X', Y', Z)
     return output[0, :, crop_x, crop_y, :].float().cpu()

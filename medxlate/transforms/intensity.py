@@ -40,9 +40,7 @@ def range_to_unit(image: torch.Tensor, value_range: tuple[float, float]) -> torc
     """Map ``value_range`` linearly onto [-1, 1] without clipping (MR: values may exceed p99.5)."""
     low, high = value_range
     if not high > low:
-        raise InputDataError(
-            f"intensity range must be increasing, got ({low}, {high}): is the image constant?"
-        )
+        raise InputDataError(f"intensity range must be increasing, got ({low}, {high}): is the image constant?")
     return (image - low) * (2.0 / (high - low)) - 1.0
 
 

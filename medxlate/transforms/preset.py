@@ -73,9 +73,7 @@ class Preprocessing:
             CheckpointError: if no reference range was recorded.
         """
         if self.target_range is None:
-            raise CheckpointError(
-                "preprocessing has no target_range: cannot map outputs back to target units"
-            )
+            raise CheckpointError("preprocessing has no target_range: cannot map outputs back to target units")
         return unit_to_range(output, self.target_range)
 
 
@@ -98,9 +96,7 @@ def stack_context(volume: torch.Tensor, context_slices: int) -> torch.Tensor:
     return torch.cat(blocks, dim=0)
 
 
-def pad_in_plane(
-    volume: torch.Tensor, multiple: int, value: float
-) -> tuple[torch.Tensor, tuple[slice, slice]]:
+def pad_in_plane(volume: torch.Tensor, multiple: int, value: float) -> tuple[torch.Tensor, tuple[slice, slice]]:
     """Pad the two in-plane axes (dims -3, -2 of ``(..., X, Y, Z)``) symmetrically to a multiple.
 
     Returns:

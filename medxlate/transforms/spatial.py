@@ -77,8 +77,6 @@ def restore_grid(
         )
     ref_affine = torch.as_tensor(reference.affine, dtype=torch.float64)
     if not torch.allclose(torch.as_tensor(restored.affine, dtype=torch.float64), ref_affine, atol=1e-4):
-        raise GeometryError(
-            f"restored affine\n{restored.affine}\ndiffers from the input's\n{reference.affine}"
-        )
+        raise GeometryError(f"restored affine\n{restored.affine}\ndiffers from the input's\n{reference.affine}")
     meta = {k: v for k, v in reference.meta.items() if k != "affine"}
     return MetaTensor(restored.as_tensor(), affine=ref_affine.clone(), meta=meta)

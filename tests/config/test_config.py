@@ -11,9 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_loads_with_overrides() -> None:
-    cfg = load_config(
-        REPO / "configs" / "ct2mr_2d.yaml", overrides={"train.epochs": 2, "train.decay_epochs": 1}
-    )
+    cfg = load_config(REPO / "configs" / "ct2mr_2d.yaml", overrides={"train.epochs": 2, "train.decay_epochs": 1})
     assert cfg.train.epochs == 2
     assert cfg.loss.lambda_l1 == 100.0
     assert cfg.experiment_name == cfg.name
@@ -36,9 +34,7 @@ def test_wrong_type_names_key_and_value() -> None:
 
 def test_all_problems_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
-        validate_config(
-            {"name": "x", "data": {"dataset": "d", "source_window": [10, -10]}, "loss": {"lamda": 1}}
-        )
+        validate_config({"name": "x", "data": {"dataset": "d", "source_window": [10, -10]}, "loss": {"lamda": 1}})
     assert "data.source_window" in str(info.value) and "loss.lamda" in str(info.value)
 
 

@@ -65,11 +65,7 @@ def test_canonical_and_restore_are_exact_without_resampling() -> None:
 
 
 def test_restore_after_resampling_preserves_smooth_content() -> None:
-    x = (
-        torch.linspace(0, 1, 12)[:, None, None]
-        + torch.linspace(0, 1, 10)[None, :, None]
-        + torch.zeros(1, 1, 4)
-    )
+    x = torch.linspace(0, 1, 12)[:, None, None] + torch.linspace(0, 1, 10)[None, :, None] + torch.zeros(1, 1, 4)
     image = MetaTensor(x[None].float(), affine=torch.tensor(tiny_affine()))
     canonical = to_canonical(image, pixdim=(1.0, 1.0, 3.0))
     assert canonical.shape[1:] != image.shape[1:]
