@@ -14,6 +14,7 @@ from medxlate.data import read_dataset
 from medxlate.errors import InputDataError
 from medxlate.inference import Translator
 from medxlate.io import load_volume
+from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import Tracker
 from medxlate.training.validation import volume_metrics
 
@@ -79,9 +80,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path = out / "metrics_per_case.csv", out / "metrics_summary.json"
     _write_csv(csv_path, per_case, names)
-    tmp = summary_path.with_name(f".{summary_path.name}.tmp")
-    tmp.write_text(json.dumps({"split": split, "cases": len(per_case), "mean": summary}, indent=2) + "\n")
-    tmp.replace(summary_path)
+    content = {"split": split, "cases": len(per_case), "mean": summary}
+    write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
     if tracker is not None:
         tracker.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=0)
         tracker.log_artifact(csv_path, "evaluation")
@@ -90,10 +90,8 @@ def evaluate(
 
 
 def _write_csv(path: Path, per_case: dict[str, dict[str, float]], names: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", *names])
         for case_id, values in per_case.items():
             writer.writerow([case_id, *(f"{values[n]:.6g}" for n in names)])
-    tmp.replace(path)

@@ -88,7 +88,9 @@ def run_pipeline(
             result.validation, result.montage = trained.metrics, trained.montage
             report(f"train: checkpoint {trained.checkpoint}")
         elif stage == "evaluate":
-            result.evaluation = _evaluate(cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation")
+            result.evaluation = _evaluate(
+                cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation", result.run_id
+            )
             report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
         elif stage == "translate":
             result.translated = _translate(
@@ -106,13 +108,14 @@ def _checkpoint(result: PipelineResult, train_dir: Path) -> Path:
     return checkpoint
 
 
-def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path) -> dict[str, float]:
+def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: str | None) -> dict[str, float]:
     from medxlate.evaluation import evaluate
     from medxlate.tracking import make_tracker
     from medxlate.training.checkpoint import load_checkpoint
 
     tracker = None
-    run_id = load_checkpoint(checkpoint).get("mlflow_run_id")
+    if run_id is None:  # train stage not run in this pipeline: the checkpoint knows its run
+        run_id = load_checkpoint(checkpoint).get("mlflow_run_id")
     if cfg.tracking.backend == "mlflow" and run_id:
         tracker = make_tracker("mlflow", cfg.tracking.tracking_uri)
         tracker.start(cfg.experiment_name, cfg.name, {}, {}, resume_run_id=run_id)

@@ -42,16 +42,17 @@ def load_paired_volume(case: Case, prep: Preprocessing) -> PairedVolume:
     source = load_volume(case.source)
     target = load_volume(case.target)
     _check_same_grid(case, "target", source, target)
+    source_unit = prep.source_to_model(source)
     if case.mask is not None:
         mask_raw = load_volume(case.mask)
         _check_same_grid(case, "mask", source, mask_raw)
         mask = to_canonical(mask_raw, prep.pixdim, mode="nearest").as_tensor() > 0.5
     else:
-        mask = torch.ones((1, *to_canonical(source, prep.pixdim).shape[1:]), dtype=torch.bool)
+        mask = torch.ones((1, *source_unit.shape[1:]), dtype=torch.bool)
     target_unit, target_range = prep.target_to_model(target)
     return PairedVolume(
         case_id=case.id,
-        source=prep.source_to_model(source),
+        source=source_unit,
         target=target_unit,
         mask=mask,
         target_range=target_range,

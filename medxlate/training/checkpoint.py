@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import torch
 
 from medxlate.errors import CheckpointError
+from medxlate.io.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "medxlate-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -31,14 +30,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(content, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
     return path
 
 

@@ -20,6 +20,7 @@ from medxlate.data.slices import SliceDataset
 from medxlate.data.volumes import load_paired_volumes
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference.translator import resolve_device
+from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.training.setup import build_gan, generator_spec, linear_decay
@@ -74,6 +75,7 @@ class _Run:
     device: torch.device
     tracker: Tracker
     checkpoint: Path
+    dataset_fingerprint: str | None = None
     run_id: str | None = None
 
     def end_of_epoch(self, epoch: int, step: int, val_volumes: list[Any]) -> ValidationResult:
@@ -111,7 +113,7 @@ class _Run:
             "source_modality": self.dataset.source_modality,
             "target_modality": self.dataset.target_modality,
             "metrics": dict(metrics),
-            "dataset_fingerprint": _fingerprint_hash(self.dataset.root),
+            "dataset_fingerprint": self.dataset_fingerprint,
             "mlflow_run_id": self.run_id,
             "medxlate_version": __version__,
         }
@@ -173,6 +175,7 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
         device,
         tracker or NullTracker(),
         out_dir / "last.pt",
+        dataset_fingerprint=_fingerprint_hash(dataset.root),
     )
     task = f"{dataset.source_modality}->{dataset.target_modality}"
     run.run_id = run.tracker.start(
@@ -302,18 +305,15 @@ def _write_montage(result: ValidationResult | None, out_dir: Path) -> Path | Non
     from PIL import Image
 
     path = out_dir / "val_montage.png"
-    tmp = out_dir / ".val_montage.png.tmp"
-    Image.fromarray(result.montage).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(result.montage).save(tmp, format="PNG")
     return path
 
 
 def _write_config(cfg: ExperimentConfig, path: Path) -> None:
     import yaml
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    write_bytes_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode("utf-8"))
 
 
 def _summary(values: dict[str, float]) -> str:

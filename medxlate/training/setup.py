@@ -24,7 +24,7 @@ def generator_spec(cfg: ExperimentConfig, in_channels: int) -> dict[str, Any]:
 
 
 def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> tuple[GanModules, int]:
-    """Generator + discriminator with pix2pix initialisation and Adam optimisers.
+    """Generator + discriminator (both initialise themselves as pix2pix does) and Adam optimisers.
 
     Returns:
         The modules and the in-plane size multiple the generator needs (its total stride).
@@ -32,15 +32,13 @@ def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> 
     Raises:
         ConfigError: for unknown model names or parameters.
     """
-    from medxlate.models import build_discriminator, build_generator, init_weights
+    from medxlate.models import build_discriminator, build_generator
 
     spec = generator_spec(cfg, in_channels)
     generator = build_generator(spec["name"], spec["spatial_dims"], in_channels, 1, **spec["params"])
     discriminator = build_discriminator(
         cfg.model.discriminator, cfg.data.spatial_dims, in_channels + 1, **cfg.model.discriminator_params
     )
-    init_weights(generator)
-    init_weights(discriminator)
     generator.to(device)
     discriminator.to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -54,14 +52,15 @@ def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> 
 
 
 def required_multiple(generator: torch.nn.Module) -> int:
-    """In-plane size multiple the generator needs (``2**num_downs`` for the U-Net, else 1)."""
-    multiple = getattr(generator, "required_multiple", None)
-    if multiple is None:
-        num_downs = getattr(generator, "num_downs", None)
-        multiple = 2**num_downs if num_downs is not None else 1
-    if int(multiple) < 1:
+    """In-plane size multiple the generator needs (its ``required_multiple``; 1 if it has none).
+
+    Raises:
+        ConfigError: if the generator reports a multiple below 1.
+    """
+    multiple = int(getattr(generator, "required_multiple", 1))
+    if multiple < 1:
         raise ConfigError(f"generator reports an invalid size multiple {multiple}")
-    return int(multiple)
+    return multiple
 
 
 def linear_decay(epochs: int, decay_epochs: int) -> Callable[[int], float]:
