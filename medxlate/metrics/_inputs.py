@@ -7,31 +7,61 @@ a host-device synchronisation.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import torch
+from monai.data import MetaTensor
 
 from medxlate.errors import InputDataError
 
 SPATIAL_DIMS = (2, 3)
 
 
-def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a (pred, target) pair and cast both to the compute dtype.
+@dataclass(frozen=True)
+class Pair:
+    """A validated (pred, target) pair in the batched ``(B, C, *spatial)`` layout.
 
-    The compute dtype is float64 when either input is float64, else float32 (half-precision and
-    integer inputs are upcast).
+    Attributes:
+        pred: Prediction in the compute dtype, batched.
+        target: Reference in the compute dtype, batched.
+        unbatched: Whether the inputs were single ``(C, *spatial)`` volumes (a batch axis of 1 was
+            added; the metric then returns a 0-d tensor).
+    """
+
+    pred: torch.Tensor
+    target: torch.Tensor
+    unbatched: bool
+
+    def result(self, values: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` per-sample values, or the single value as a 0-d tensor for unbatched inputs."""
+        return values[0] if self.unbatched else values
+
+
+def _is_unbatched_meta(value: torch.Tensor) -> bool:
+    """An unbatched MONAI MetaTensor is, by MONAI's convention, one channel-first image."""
+    return isinstance(value, MetaTensor) and not value.is_batch
+
+
+def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> Pair:
+    """Validate a (pred, target) pair, resolve its layout and cast both to the compute dtype.
+
+    Layout: plain tensors and batched MetaTensors are ``(B, C, *spatial)``. An unbatched MONAI
+    ``MetaTensor`` (``is_batch`` False, e.g. from ``load_volume`` or a ``Translator``) is one image,
+    ``(C, *spatial)``, as MONAI defines it; if either input is one, both are read that way. The
+    layout is never guessed from the sizes. The compute dtype is float64 when either input is
+    float64, else float32 (half-precision and integer inputs are upcast).
 
     Args:
         metric: Name of the calling metric, used in messages.
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims.
+        pred: ``(B, C, *spatial)`` (or an unbatched MetaTensor ``(C, *spatial)``), 2 or 3 spatial dims.
         target: Same shape and device as ``pred``.
 
     Returns:
-        ``pred`` and ``target`` in the compute dtype.
+        The batched pair in the compute dtype (plain tensors) and whether it was unbatched.
 
     Raises:
         InputDataError: if an input is not a real-valued tensor, the shapes differ, the number of
-            dimensions is not 4 or 5, or the devices differ.
+            spatial dimensions is not 2 or 3, or the devices differ.
     """
     for name, value in (("pred", pred), ("target", target)):
         if not isinstance(value, torch.Tensor):
@@ -43,10 +73,20 @@ def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> tuple[t
             f"{metric}: pred and target must have the same shape, "
             f"got pred {tuple(pred.shape)} and target {tuple(target.shape)}"
         )
-    if pred.ndim - 2 not in SPATIAL_DIMS:
+    unbatched = _is_unbatched_meta(pred) or _is_unbatched_meta(target)
+    if unbatched and pred.ndim - 1 not in SPATIAL_DIMS:
+        raise InputDataError(
+            f"{metric}: an unbatched MetaTensor is one image (C, *spatial) with 2 or 3 spatial dims "
+            f"(3 or 4 dims in all), got shape {tuple(pred.shape)}; pass a batch as plain tensors "
+            "(.as_tensor()) of shape (B, C, *spatial)"
+        )
+    if unbatched:
+        _check_reader_rank(metric, pred, target)
+    if not unbatched and pred.ndim - 2 not in SPATIAL_DIMS:
         raise InputDataError(
             f"{metric}: expected (B, C, *spatial) with 2 or 3 spatial dims (4 or 5 dims in all), "
-            f"got shape {tuple(pred.shape)}"
+            f"got shape {tuple(pred.shape)}; a single volume (C, *spatial) is accepted as a MONAI "
+            "MetaTensor (e.g. from load_volume) or with a batch axis added (x[None])"
         )
     if pred.device != target.device:
         raise InputDataError(
@@ -54,36 +94,65 @@ def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> tuple[t
         )
     wide = torch.float64 in (pred.dtype, target.dtype)
     dtype = torch.float64 if wide else torch.float32
-    return pred.to(dtype), target.to(dtype)
+    x, y = (_plain(v).to(dtype) for v in (pred, target))
+    if unbatched:
+        x, y = x[None], y[None]  # (1, C, *spatial)
+    return Pair(x, y, unbatched)
 
 
-def as_mask(metric: str, mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
-    """Validate ``mask`` and return it as a boolean tensor on ``like``'s device.
+def _check_reader_rank(metric: str, *values: torch.Tensor) -> None:
+    """Refuse an unbatched MetaTensor whose reader recorded a different spatial rank (e.g. ``v[0]``
+    of a loaded ``(1, X, Y, Z)`` volume, which MONAI's convention would misread as channels)."""
+    for value in values:
+        recorded = value.meta.get("spatial_shape") if isinstance(value, MetaTensor) else None
+        if recorded is not None and len(recorded) != value.ndim - 1:
+            raise InputDataError(
+                f"{metric}: got a MetaTensor of shape {tuple(value.shape)} whose reader recorded "
+                f"{len(recorded)} spatial dims {tuple(int(n) for n in recorded)}; expected one image "
+                "(C, *spatial) with its channel axis"
+            )
+
+
+def _plain(value: torch.Tensor) -> torch.Tensor:
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
+def as_mask(metric: str, mask: torch.Tensor | None, pair: Pair) -> torch.Tensor | None:
+    """Validate ``mask`` and return it as a boolean tensor on the pair's device, batched.
 
     Args:
         metric: Name of the calling metric, used in messages.
-        mask: ``None`` or a boolean / 0-1 tensor broadcastable to ``like`` with the same number of
-            dimensions, i.e. ``(B or 1, 1 or C, *spatial)``. Any nonzero value counts as inside.
-        like: The validated ``pred`` tensor.
+        mask: ``None`` or a boolean / 0-1 tensor in the inputs' layout: ``(B or 1, 1 or C, *spatial)``
+            for batched inputs, ``(1 or C, *spatial)`` for an unbatched pair. The spatial sizes must
+            equal the images' (a mask never broadcasts along a spatial axis: that is a layout
+            mistake, e.g. a slice mask given for a volume). Any nonzero value counts as inside.
+        pair: The validated inputs.
 
     Returns:
-        ``None`` or the boolean mask (not expanded).
+        ``None`` or the boolean mask ``(B or 1, 1 or C, *spatial)`` (not expanded).
 
     Raises:
-        InputDataError: if ``mask`` is not a tensor or does not broadcast to ``like``'s shape.
+        InputDataError: if ``mask`` is not a tensor or does not have that layout.
     """
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor):
         raise InputDataError(f"{metric}: mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    expected = f"(B or 1, 1 or C, *spatial) for pred of shape {tuple(like.shape)}"
-    try:
-        broadcast = torch.broadcast_shapes(mask.shape, like.shape)
-    except RuntimeError as e:
-        raise InputDataError(f"{metric}: mask of shape {tuple(mask.shape)} does not match {expected}") from e
-    if mask.ndim != like.ndim or broadcast != like.shape:
+    like = pair.pred
+    shape = tuple(like.shape[1:]) if pair.unbatched else tuple(like.shape)
+    layout = "(1 or C, *spatial)" if pair.unbatched else "(B or 1, 1 or C, *spatial)"
+    expected = f"{layout} for images of shape {shape}"
+    leading = mask.shape[: mask.ndim - (like.ndim - 2)]
+    fits = (
+        mask.ndim == len(shape)
+        and tuple(mask.shape[-(like.ndim - 2) :]) == tuple(like.shape[2:])
+        and all(m in (1, n) for m, n in zip(leading, shape, strict=False))
+    )
+    if not fits:
         raise InputDataError(f"{metric}: mask of shape {tuple(mask.shape)} does not match {expected}")
-    mask = mask.to(like.device, non_blocking=True)
+    mask = _plain(mask).to(like.device, non_blocking=True)
+    if pair.unbatched:
+        mask = mask[None]
     return mask if mask.dtype == torch.bool else mask != 0
 
 

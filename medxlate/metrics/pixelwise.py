@@ -21,28 +21,32 @@ def psnr(
     ``(C, *spatial)`` array.
 
     Args:
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims.
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims; or one volume ``(C, *spatial)`` as an
+            unbatched MONAI ``MetaTensor`` (``load_volume`` and ``Translator`` outputs). A plain
+            tensor is always read as batched.
         target: Reference, same shape and device as ``pred``.
         data_range: Dynamic range of the data (max - min possible value): a positive number or a
             ``(B,)`` tensor (one per sample; its values are not checked).
-        mask: Optional boolean / 0-1 tensor broadcastable to ``(B, 1 or C, *spatial)``; only voxels
+        mask: Optional boolean / 0-1 tensor ``(B or 1, 1 or C, *spatial)`` (``(1 or C, *spatial)``
+            for an unbatched MetaTensor), spatial sizes equal to the images'; only voxels
             inside count. A sample with an empty mask gives NaN.
 
     Returns:
         ``(B,)`` PSNR in dB in the compute dtype (float64 for float64 input, else float32);
-        ``inf`` where the MSE is 0 (identical images).
+        ``inf`` where the MSE is 0 (identical images); a 0-d tensor for an unbatched MetaTensor.
 
     Raises:
         InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, the
-            mask does not broadcast, or ``data_range`` is invalid.
+            mask does not have the inputs' layout, or ``data_range`` is invalid.
     """
-    x, y = check_pair("psnr", pred, target)
+    pair = check_pair("psnr", pred, target)
+    x, y = pair.pred, pair.target
     crange = as_data_range("psnr", data_range, x)
-    bool_mask = as_mask("psnr", mask, x)
+    bool_mask = as_mask("psnr", mask, pair)
     mse = masked_sample_mean((x - y) ** 2, bool_mask)  # (B,)
     if isinstance(crange, torch.Tensor):
         crange = crange.reshape(-1)  # (B or 1,)
-    return 10 * torch.log10(crange**2 / mse)
+    return pair.result(10 * torch.log10(crange**2 / mse))
 
 
 def mae(pred: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,18 +55,22 @@ def mae(pred: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None =
     Averaged over voxels (inside ``mask``) per channel, then over channels.
 
     Args:
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims.
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims; or one volume ``(C, *spatial)`` as an
+            unbatched MONAI ``MetaTensor`` (``load_volume`` and ``Translator`` outputs). A plain
+            tensor is always read as batched.
         target: Reference, same shape and device as ``pred``.
-        mask: Optional boolean / 0-1 tensor broadcastable to ``(B, 1 or C, *spatial)``; only voxels
+        mask: Optional boolean / 0-1 tensor ``(B or 1, 1 or C, *spatial)`` (``(1 or C, *spatial)``
+            for an unbatched MetaTensor), spatial sizes equal to the images'; only voxels
             inside count. A sample with an empty mask gives NaN.
 
     Returns:
-        ``(B,)`` MAE in the compute dtype (float64 for float64 input, else float32).
+        ``(B,)`` MAE in the compute dtype (float64 for float64 input, else float32); a 0-d tensor
+        for an unbatched MetaTensor.
 
     Raises:
         InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, or
-            the mask does not broadcast.
+            the mask does not have the inputs' layout.
     """
-    x, y = check_pair("mae", pred, target)
-    bool_mask = as_mask("mae", mask, x)
-    return masked_sample_mean((x - y).abs(), bool_mask)
+    pair = check_pair("mae", pred, target)
+    bool_mask = as_mask("mae", mask, pair)
+    return pair.result(masked_sample_mean((pair.pred - pair.target).abs(), bool_mask))

@@ -34,12 +34,15 @@ def ssim(
     luminance term adds the offset back.
 
     Args:
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims, each at least ``2r + 1``.
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims, each at least ``2r + 1``; or one
+            volume ``(C, *spatial)`` as an unbatched MONAI ``MetaTensor`` (``load_volume`` and
+            ``Translator`` outputs). A plain tensor is always read as batched.
         target: Reference, same shape and device as ``pred``.
         data_range: Dynamic range of the data (max - min possible value), used for the stability
             constants ``(k1 * data_range)²`` and ``(k2 * data_range)²``: a positive number or a
             ``(B,)`` tensor (one per sample; its values are not checked).
-        mask: Optional boolean / 0-1 tensor broadcastable to ``(B, 1 or C, *spatial)``. The SSIM map
+        mask: Optional boolean / 0-1 tensor ``(B or 1, 1 or C, *spatial)`` (``(1 or C, *spatial)``
+            for an unbatched MetaTensor), spatial sizes equal to the images'. The SSIM map
             is averaged over mask voxels inside the valid (border-cropped) region. A sample whose
             cropped mask is empty gives NaN.
         sigma: Standard deviation of the Gaussian window, in voxels.
@@ -48,16 +51,18 @@ def ssim(
         k2: Contrast stability constant.
 
     Returns:
-        ``(B,)`` SSIM values in the compute dtype (float64 for float64 input, else float32).
+        ``(B,)`` SSIM values in the compute dtype (float64 for float64 input, else float32); a 0-d
+        tensor for an unbatched MetaTensor.
 
     Raises:
         InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, an
-            image is smaller than the window, the mask does not broadcast, or ``data_range``,
+            image is smaller than the window, the mask does not have the inputs' layout, or ``data_range``,
             ``sigma``, ``truncate``, ``k1`` or ``k2`` is out of range.
     """
-    x, y = check_pair("ssim", pred, target)
+    pair = check_pair("ssim", pred, target)
+    x, y = pair.pred, pair.target
     crange = as_data_range("ssim", data_range, x)
-    bool_mask = as_mask("ssim", mask, x)
+    bool_mask = as_mask("ssim", mask, pair)
     if not (sigma > 0 and truncate > 0):
         raise InputDataError(f"ssim: sigma and truncate must be positive, got sigma={sigma}, truncate={truncate}")
     if not (k1 >= 0 and k2 >= 0):
@@ -95,6 +100,5 @@ def ssim(
 
     if bool_mask is not None:
         for axis in spatial:  # keep the mask voxels where the SSIM map is defined
-            if bool_mask.shape[axis] > 1:  # a size-1 axis broadcasts
-                bool_mask = bool_mask.narrow(axis, radius, bool_mask.shape[axis] - 2 * radius)
-    return masked_sample_mean(ssim_map, bool_mask)
+            bool_mask = bool_mask.narrow(axis, radius, bool_mask.shape[axis] - 2 * radius)
+    return pair.result(masked_sample_mean(ssim_map, bool_mask))
