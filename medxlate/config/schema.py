@@ -74,10 +74,13 @@ class TrainConfig(_Frozen):
     """Optimisation schedule (pix2pix defaults), checkpointing and device.
 
     The learning rate is constant for ``epochs - decay_epochs`` epochs, then decays linearly to 0.
+    ``decay_epochs`` left out (``None``) is the last half of ``epochs`` (pix2pix: 100 of 200), so
+    overriding ``epochs`` alone keeps the schedule's shape; after validation it is always an int.
+    An explicit ``decay_epochs`` above ``epochs`` is refused.
     """
 
     epochs: int = Field(default=200, ge=1)
-    decay_epochs: int = Field(default=100, ge=0)
+    decay_epochs: int | None = Field(default=None, ge=0)
     lr: float = Field(default=2e-4, gt=0.0)
     beta1: float = Field(default=0.5, ge=0.0, lt=1.0)
     beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
@@ -92,7 +95,9 @@ class TrainConfig(_Frozen):
 
     @model_validator(mode="after")
     def _decay_within_epochs(self) -> TrainConfig:
-        if self.decay_epochs > self.epochs:
+        if self.decay_epochs is None:  # resolved here so the logged config states the schedule
+            object.__setattr__(self, "decay_epochs", self.epochs // 2)
+        elif self.decay_epochs > self.epochs:
             raise ValueError(f"decay_epochs ({self.decay_epochs}) must not exceed epochs ({self.epochs})")
         return self
 

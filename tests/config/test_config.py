@@ -67,6 +67,13 @@ def test_overrides_and_parse() -> None:
         apply_overrides({"train": {"epochs": 5}}, {"train.epochs.x": 1})
 
 
+@pytest.mark.parametrize(("epochs", "expected"), [(200, 100), (2, 1), (1, 0), (7, 3)])
+def test_decay_epochs_defaults_to_the_last_half_of_epochs(epochs: int, expected: int) -> None:
+    cfg = load_config(REPO / "configs" / "ct2mr_2d.yaml", overrides={"train.epochs": epochs})
+    assert cfg.train.decay_epochs == expected
+    assert cfg.model_dump(mode="json")["train"]["decay_epochs"] == expected  # logged resolved
+
+
 def test_decay_epochs_cannot_exceed_epochs() -> None:
     with pytest.raises(ConfigError, match="decay_epochs"):
         validate_config({"name": "x", "data": {"dataset": "d"}, "train": {"epochs": 2, "decay_epochs": 3}})
