@@ -15,16 +15,20 @@ from __future__ import annotations
 from medxlate.xray.attenuation import MU_WATER_PER_MM, hu_to_mu, radiograph, transmission
 from medxlate.xray.geometry import NAMED_VIEWS, Geometry
 from medxlate.xray.projector import DEFAULT_SAMPLES_PER_VOXEL, line_integrals, project, volume_isocentre
+from medxlate.xray.radiographs import Radiograph, load_radiograph, to_detector_domain
 
 __all__ = [
     "DEFAULT_SAMPLES_PER_VOXEL",
     "MU_WATER_PER_MM",
     "NAMED_VIEWS",
     "Geometry",
+    "Radiograph",
     "hu_to_mu",
     "line_integrals",
+    "load_radiograph",
     "project",
     "radiograph",
+    "to_detector_domain",
     "transmission",
     "volume_isocentre",
 ]
