@@ -8,32 +8,48 @@ Public API::
     result = mx.train(cfg)
     mr = mx.Translator.from_checkpoint(result.checkpoint)(img)
     mx.save_volume(mr, "synthetic_mr.nii.gz")
+
+The public names are imported on first use (PEP 562), so ``import medxlate`` is cheap and importing
+one layer (e.g. ``medxlate.inference``) does not import the layers above it (``medxlate.training``).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from medxlate import metrics
-from medxlate.api import train
-from medxlate.config import ExperimentConfig, load_config
-from medxlate.data import fingerprint_dataset, prepare_dataset, run_prepare, verify_dataset
-from medxlate.errors import (
-    CheckpointError,
-    ConfigError,
-    GeometryError,
-    InputDataError,
-    MedxlateError,
-    RegistryError,
-)
-from medxlate.evaluation import evaluate
-from medxlate.inference import Translator
-from medxlate.io import load_series, load_volume, save_volume, scan_dicom
-from medxlate.pipeline import run_pipeline
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "CheckpointError": "medxlate.errors",
+    "ConfigError": "medxlate.errors",
+    "DeviceMemoryError": "medxlate.errors",
+    "ExperimentConfig": "medxlate.config",
+    "GeometryError": "medxlate.errors",
+    "InputDataError": "medxlate.errors",
+    "MedxlateError": "medxlate.errors",
+    "RegistryError": "medxlate.errors",
+    "Translator": "medxlate.inference",
+    "evaluate": "medxlate.evaluation",
+    "fingerprint_dataset": "medxlate.data",
+    "load_config": "medxlate.config",
+    "load_series": "medxlate.io",
+    "load_volume": "medxlate.io",
+    "prepare_dataset": "medxlate.data",
+    "run_pipeline": "medxlate.pipeline",
+    "run_prepare": "medxlate.data",
+    "save_volume": "medxlate.io",
+    "scan_dicom": "medxlate.io",
+    "train": "medxlate.api",
+    "verify_dataset": "medxlate.data",
+}
+_SUBMODULES = ("metrics",)
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DeviceMemoryError",
     "ExperimentConfig",
     "GeometryError",
     "InputDataError",
@@ -55,3 +71,37 @@ __all__ = [
     "train",
     "verify_dataset",
 ]
+
+if TYPE_CHECKING:
+    from medxlate import metrics
+    from medxlate.api import train
+    from medxlate.config import ExperimentConfig, load_config
+    from medxlate.data import fingerprint_dataset, prepare_dataset, run_prepare, verify_dataset
+    from medxlate.errors import (
+        CheckpointError,
+        ConfigError,
+        DeviceMemoryError,
+        GeometryError,
+        InputDataError,
+        MedxlateError,
+        RegistryError,
+    )
+    from medxlate.evaluation import evaluate
+    from medxlate.inference import Translator
+    from medxlate.io import load_series, load_volume, save_volume, scan_dicom
+    from medxlate.pipeline import run_pipeline
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first access (PEP 562)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"medxlate.{name}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'medxlate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

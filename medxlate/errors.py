@@ -28,6 +28,10 @@ class CheckpointError(MedxlateError):
     """A checkpoint is missing, corrupt, or does not match what is asked of it."""
 
 
+class DeviceMemoryError(MedxlateError):
+    """A computation does not fit in the device's memory even at its smallest batch."""
+
+
 class RegistryError(MedxlateError, KeyError):
     """An unknown name was looked up in a model/loss registry."""
 
@@ -38,6 +42,7 @@ class RegistryError(MedxlateError, KeyError):
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DeviceMemoryError",
     "GeometryError",
     "InputDataError",
     "MedxlateError",

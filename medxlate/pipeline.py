@@ -109,9 +109,9 @@ def _checkpoint(result: PipelineResult, train_dir: Path) -> Path:
 
 
 def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: str | None) -> dict[str, float]:
+    from medxlate.checkpoint import load_checkpoint
     from medxlate.evaluation import evaluate
     from medxlate.tracking import make_tracker
-    from medxlate.training.checkpoint import load_checkpoint
 
     tracker = None
     if run_id is None:  # train stage not run in this pipeline: the checkpoint knows its run

@@ -103,10 +103,31 @@ class TrainConfig(_Frozen):
 
 
 class EvalConfig(_Frozen):
-    """Validation/evaluation settings."""
+    """How validation and inference run the generator over whole volumes (recorded in checkpoints).
+
+    Attributes:
+        sw_batch_size: Slices (2D) or windows (3D) per forward pass; halved automatically on CUDA
+            out-of-memory.
+        montage_slices: Slices shown in the validation montage.
+        roi_size: 3D only: sliding-window size in voxels ``(X, Y, Z)`` on the model's grid, each a
+            multiple of the generator's size multiple; volumes smaller than a window are padded with
+            air and cropped back.
+        overlap: 3D only: fraction of a window shared with each neighbour, in [0, 1).
+        blend_mode: 3D only: ``gaussian`` (window centres weigh more, no seams) or ``constant``.
+    """
 
     sw_batch_size: int = Field(default=8, ge=1)
     montage_slices: int = Field(default=1, ge=1, le=8)
+    roi_size: tuple[int, int, int] | None = None
+    overlap: float = Field(default=0.25, ge=0.0, lt=1.0)
+    blend_mode: Literal["gaussian", "constant"] = "gaussian"
+
+    @field_validator("roi_size")
+    @classmethod
+    def _positive_roi(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError(f"expected three positive window sizes in voxels, got {list(value)}")
+        return value
 
 
 class TrackingConfig(_Frozen):

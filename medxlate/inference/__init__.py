@@ -1,6 +1,27 @@
-"""Inference: slice-wise translation and the Translator."""
+"""Inference: strategies (slices, sliding windows), whole-volume runs and the Translator.
 
-from medxlate.inference.slicewise import translate_slices
+Imports only the checkpoint format, models and transforms below it, never ``medxlate.training``.
+"""
+
+from medxlate.inference.runner import infer_volume
+from medxlate.inference.strategy import (
+    InferenceStrategy,
+    SliceStrategy,
+    SlidingWindowStrategy,
+    build_inferer,
+    strategy_from_dict,
+    strategy_to_dict,
+)
 from medxlate.inference.translator import Translator, resolve_device
 
-__all__ = ["Translator", "resolve_device", "translate_slices"]
+__all__ = [
+    "InferenceStrategy",
+    "SliceStrategy",
+    "SlidingWindowStrategy",
+    "Translator",
+    "build_inferer",
+    "infer_volume",
+    "resolve_device",
+    "strategy_from_dict",
+    "strategy_to_dict",
+]

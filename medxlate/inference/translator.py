@@ -1,17 +1,20 @@
-"""Translator: rebuild a trained generator and its preprocessing from a checkpoint and translate volumes."""
+"""Translator: rebuild a trained generator, its preprocessing and its inference strategy from a checkpoint
+and translate whole volumes (slice-wise 2D/2.5D or sliding-window 3D)."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from monai.data import MetaTensor
 
+from medxlate.checkpoint import load_checkpoint
 from medxlate.errors import CheckpointError
-from medxlate.inference.slicewise import translate_slices
-from medxlate.training.checkpoint import load_checkpoint
+from medxlate.inference.runner import infer_volume
+from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict
 from medxlate.transforms import Preprocessing, restore_grid
 
 SYNTHETIC_DESCRIPTION = "SYNTHETIC {modality} by medxlate; not for diagnosis"
@@ -41,14 +44,16 @@ def build_generator_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
 
 
 class Translator:
-    """Translate whole volumes slice by slice with a trained generator.
+    """Translate whole volumes with a trained generator and its inference strategy.
 
     Args:
-        generator: The trained 2D generator.
+        generator: The trained generator (2D for ``slices``, 3D for ``sliding_window``).
         preprocessing: The recipe it was trained with.
         target_modality: Name used to mark outputs (e.g. ``"MR"``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
-        sw_batch_size: Slices per forward pass.
+        strategy: How the generator covers a volume; ``None`` is slice-wise with the
+            preprocessing's context.
+        sw_batch_size: Slices or windows per forward pass; ``None`` keeps the strategy's.
         bf16: bf16 autocast on CUDA.
         provenance: Facts about the model (run id, checkpoint, version) written next to outputs.
     """
@@ -59,7 +64,8 @@ class Translator:
         preprocessing: Preprocessing,
         target_modality: str = "MR",
         device: str | torch.device | None = "auto",
-        sw_batch_size: int = 8,
+        strategy: InferenceStrategy | None = None,
+        sw_batch_size: int | None = None,
         bf16: bool = True,
         provenance: dict[str, Any] | None = None,
     ) -> None:
@@ -67,7 +73,8 @@ class Translator:
         self.generator = generator.to(self.device).eval()
         self.preprocessing = preprocessing
         self.target_modality = target_modality
-        self.sw_batch_size = sw_batch_size
+        strategy = strategy or SliceStrategy(context_slices=preprocessing.context_slices)
+        self.strategy = strategy if sw_batch_size is None else replace(strategy, sw_batch_size=sw_batch_size)
         self.bf16 = bf16
         self.provenance = dict(provenance or {})
 
@@ -85,6 +92,7 @@ class Translator:
             prep = Preprocessing.from_dict(content["preprocessing"])
         except (KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: checkpoint does not match its generator spec: {e}") from e
+        strategy = _checked_strategy(path, content, prep)
         provenance = {
             "checkpoint": str(Path(path).resolve()),
             "mlflow_run_id": content.get("mlflow_run_id"),
@@ -92,7 +100,7 @@ class Translator:
             "medxlate_version": content.get("medxlate_version"),
             "config_name": content.get("config", {}).get("name"),
         }
-        return cls(generator, prep, content.get("target_modality", "MR"), device, provenance=provenance)
+        return cls(generator, prep, content.get("target_modality", "MR"), device, strategy, provenance=provenance)
 
     @classmethod
     def from_mlflow(cls, model_uri: str, device: str | torch.device | None = "auto") -> Translator:
@@ -116,18 +124,13 @@ class Translator:
 
         Returns:
             A MetaTensor on exactly the input's grid and affine, in target units.
+
+        Raises:
+            DeviceMemoryError: if even one slice or window per batch does not fit in device memory.
         """
         prep = self.preprocessing
         source = prep.source_to_model(volume)
-        output = translate_slices(
-            self.generator,
-            source.as_tensor(),
-            prep.context_slices,
-            prep.divisible,
-            self.device,
-            self.sw_batch_size,
-            self.bf16,
-        )
+        output = infer_volume(self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16)
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
         return restore_grid(canonical, volume, resampled=prep.pixdim is not None)
 
@@ -159,6 +162,25 @@ class Translator:
             },
         )
         return written
+
+
+def _checked_strategy(path: str | Path, content: dict[str, Any], prep: Preprocessing) -> InferenceStrategy:
+    """The checkpoint's inference strategy (``slices`` for checkpoints that predate the record),
+    checked against the generator's dimensionality and the preprocessing's context."""
+    strategy = strategy_from_dict(content.get("inference"), prep.context_slices)
+    spatial_dims = content["generator_spec"].get("spatial_dims")
+    expected = 2 if isinstance(strategy, SliceStrategy) else 3
+    if spatial_dims != expected:
+        raise CheckpointError(
+            f"{path}: inference strategy '{strategy.kind}' needs a {expected}D generator, "
+            f"the checkpoint holds a {spatial_dims}D one"
+        )
+    if isinstance(strategy, SliceStrategy) and strategy.context_slices != prep.context_slices:
+        raise CheckpointError(
+            f"{path}: inference context_slices {strategy.context_slices} differs from the preprocessing's "
+            f"{prep.context_slices}"
+        )
+    return strategy
 
 
 def _sha256(path: Path) -> str:

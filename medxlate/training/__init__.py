@@ -1,6 +1,5 @@
-"""Training: the pix2pix loop, checkpoints and validation."""
+"""Training: the pix2pix loop and validation (the checkpoint format is :mod:`medxlate.checkpoint`)."""
 
-from medxlate.training.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.training.loop import TrainResult, fit
 
-__all__ = ["TrainResult", "fit", "load_checkpoint", "save_checkpoint"]
+__all__ = ["TrainResult", "fit"]

@@ -14,16 +14,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from medxlate import __version__
+from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import ExperimentConfig, flatten_config
 from medxlate.data import read_dataset
 from medxlate.data.slices import SliceDataset
 from medxlate.data.volumes import load_paired_volumes
 from medxlate.errors import ConfigError, InputDataError
-from medxlate.inference.translator import resolve_device
+from medxlate.inference import InferenceStrategy, resolve_device, strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import NullTracker, Tracker
-from medxlate.training.checkpoint import load_checkpoint, save_checkpoint
-from medxlate.training.setup import build_gan, generator_spec, linear_decay
+from medxlate.training.setup import build_gan, generator_spec, inference_strategy, linear_decay
 from medxlate.training.steps import GanModules, train_step
 from medxlate.training.validation import ValidationResult, validate
 from medxlate.transforms import Preprocessing
@@ -78,14 +78,17 @@ class _Run:
     dataset_fingerprint: str | None = None
     run_id: str | None = None
 
+    @property
+    def strategy(self) -> InferenceStrategy:
+        """How validation (and later the Translator) runs the generator over a volume."""
+        return inference_strategy(self.cfg)
+
     def end_of_epoch(self, epoch: int, step: int, val_volumes: list[Any]) -> ValidationResult:
         """Step the schedules, validate, log, and checkpoint (atomically)."""
         cfg = self.cfg
         for scheduler in self.schedulers:
             scheduler.step()
-        result = validate(
-            self.modules.generator, val_volumes, self.prep, self.device, cfg.eval.sw_batch_size, cfg.train.bf16
-        )
+        result = validate(self.modules.generator, val_volumes, self.prep, self.strategy, self.device, cfg.train.bf16)
         self.tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
         self.tracker.log_metrics({"lr": self.schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
         if cfg.tracking.log_images and result.montage is not None:
@@ -110,6 +113,7 @@ class _Run:
             "config": self.cfg.model_dump(mode="json"),
             "preprocessing": self.prep.to_dict(),
             "generator_spec": generator_spec(self.cfg, self.in_channels),
+            "inference": strategy_to_dict(self.strategy),
             "source_modality": self.dataset.source_modality,
             "target_modality": self.dataset.target_modality,
             "metrics": dict(metrics),
@@ -200,7 +204,7 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     finally:
         run.tracker.end(status)
     if result is None:  # resumed a run that had already finished all epochs
-        result = validate(modules.generator, val_volumes, prep, device, cfg.eval.sw_batch_size, cfg.train.bf16)
+        result = validate(modules.generator, val_volumes, prep, run.strategy, device, cfg.train.bf16)
     return TrainResult(
         run_id=run.run_id,
         checkpoint=run.checkpoint,

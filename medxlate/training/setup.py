@@ -9,6 +9,7 @@ import torch
 
 from medxlate.config import ExperimentConfig
 from medxlate.errors import ConfigError
+from medxlate.inference import InferenceStrategy, SliceStrategy, SlidingWindowStrategy
 from medxlate.training.steps import GanModules
 
 
@@ -21,6 +22,27 @@ def generator_spec(cfg: ExperimentConfig, in_channels: int) -> dict[str, Any]:
         "out_channels": 1,
         "params": dict(cfg.model.generator_params),
     }
+
+
+def inference_strategy(cfg: ExperimentConfig) -> InferenceStrategy:
+    """How validation and the Translator run the generator over a volume (stored in checkpoints).
+
+    2D models translate slice by slice (with the 2.5D context); 3D models use overlapping
+    ``eval.roi_size`` windows blended with ``eval.blend_mode``.
+
+    Raises:
+        ConfigError: if a 3D model has no window size.
+    """
+    if cfg.data.spatial_dims == 2:
+        return SliceStrategy(context_slices=cfg.data.context_slices, sw_batch_size=cfg.eval.sw_batch_size)
+    if cfg.eval.roi_size is None:
+        raise ConfigError("eval.roi_size: a 3D model needs a sliding-window size in voxels, e.g. [64, 64, 64]")
+    return SlidingWindowStrategy(
+        roi_size=cfg.eval.roi_size,
+        overlap=cfg.eval.overlap,
+        mode=cfg.eval.blend_mode,
+        sw_batch_size=cfg.eval.sw_batch_size,
+    )
 
 
 def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> tuple[GanModules, int]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medxlate.inference.slicewise import autocast_context
+from medxlate.inference.runner import autocast_context
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 
 from medxlate import metrics
 from medxlate.data.volumes import PairedVolume
-from medxlate.inference.slicewise import translate_slices
+from medxlate.inference import InferenceStrategy, infer_volume
 from medxlate.training.montage import make_montage
 from medxlate.transforms import Preprocessing, unit_to_range
 
@@ -72,13 +72,14 @@ def validate(
     generator: torch.nn.Module,
     volumes: Sequence[PairedVolume],
     prep: Preprocessing,
+    strategy: InferenceStrategy,
     device: torch.device,
-    sw_batch_size: int = 8,
     bf16: bool = True,
 ) -> ValidationResult:
     """Translate each validation volume and compare with its real target in target units.
 
-    The synthetic volume is mapped to target units with the training reference range (as at
+    The volume is translated exactly as the Translator does (same strategy, same inferer). The
+    synthetic volume is mapped to target units with the training reference range (as at
     inference); the real target is restored to its own units.
     """
     was_training = generator.training
@@ -86,15 +87,7 @@ def validate(
     per_case: dict[str, dict[str, float]] = {}
     montage = None
     for volume in volumes:
-        output = translate_slices(
-            generator,
-            volume.source.as_tensor(),
-            prep.context_slices,
-            prep.divisible,
-            device,
-            sw_batch_size,
-            bf16,
-        )
+        output = infer_volume(generator, volume.source.as_tensor(), strategy, prep.divisible, device, bf16)
         synthetic = prep.model_to_target(output)[0]
         real = unit_to_range(volume.target.as_tensor(), volume.target_range)[0]
         mask = volume.mask[0]

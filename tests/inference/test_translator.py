@@ -113,3 +113,21 @@ def test_two_and_a_half_d_model_round_trip(tmp_path: Path) -> None:
     source = load_volume(pairs / "p1" / "ct.nii.gz")
     result = Translator.from_checkpoint(checkpoint, device="cpu")(source)
     assert result.shape == source.shape and torch.isfinite(result).all()
+
+
+def test_checkpoint_records_the_slice_strategy_and_old_checkpoints_load_as_slices(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from medxlate.checkpoint import save_checkpoint
+    from medxlate.inference import SliceStrategy
+
+    checkpoint, pairs = trained
+    content = torch.load(checkpoint, weights_only=True)
+    assert content["inference"] == {"context_slices": 0, "sw_batch_size": 8, "kind": "slices"}
+    del content["inference"]  # as written before strategies were recorded
+    old = save_checkpoint(content, tmp_path / "old.pt")
+    source = load_volume(pairs / "p1" / "ct.nii.gz")
+    old_translator = Translator.from_checkpoint(old, device="cpu")
+    assert old_translator.strategy == SliceStrategy(context_slices=0, sw_batch_size=8)
+    expected = Translator.from_checkpoint(checkpoint, device="cpu")(source)
+    torch.testing.assert_close(old_translator(source).as_tensor(), expected.as_tensor(), rtol=0, atol=0)

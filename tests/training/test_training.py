@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import validate_config
 from medxlate.data.prepare import prepare_dataset
 from medxlate.errors import CheckpointError, InputDataError
 from medxlate.tracking import NullTracker
-from medxlate.training import fit, load_checkpoint, save_checkpoint
+from medxlate.training import fit
 from tests.conftest import tiny_config
 
 

@@ -1,0 +1,166 @@
+"""Inference strategies: how a trained generator is run over a whole volume, and the one inferer builder.
+
+A strategy is plain data stored in the checkpoint (``"inference"`` key) next to the generator spec,
+so validation during training and the :class:`~medxlate.inference.Translator` run a model exactly the
+same way:
+
+* ``slices``: a 2D generator over every axial slice (2.5D with ``context_slices`` neighbours stacked
+  as channels), MONAI :class:`~monai.inferers.SliceInferer`, one whole (padded) slice per window;
+* ``sliding_window``: a 3D generator over overlapping ``roi_size`` windows, MONAI
+  :class:`~monai.inferers.SlidingWindowInferer`, windows blended with a Gaussian (or constant)
+  importance map. Volumes smaller than a window are padded with air (-1 in model units) and the
+  output is cropped back by MONAI, so any volume size works.
+
+Checkpoints written before strategies were recorded load as ``slices`` with the preprocessing's
+``context_slices`` (:func:`strategy_from_dict` with ``None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from monai.inferers import SliceInferer, SlidingWindowInferer
+
+from medxlate.errors import CheckpointError, ConfigError
+
+__all__ = [
+    "BLEND_MODES",
+    "InferenceStrategy",
+    "SliceStrategy",
+    "SlidingWindowStrategy",
+    "build_inferer",
+    "strategy_from_dict",
+    "strategy_to_dict",
+]
+
+AIR = -1.0  # padding value in model units (the window minimum: air for CT and MR)
+BLEND_MODES = ("gaussian", "constant")
+BlendMode = Literal["gaussian", "constant"]
+
+
+@dataclass(frozen=True)
+class SliceStrategy:
+    """Slice-wise (2D / 2.5D) translation along the last (axial, superior) axis.
+
+    Attributes:
+        context_slices: Neighbours on each side stacked as channels (2.5D); 0 is plain 2D.
+        sw_batch_size: Slices per forward pass.
+
+    Raises:
+        ConfigError: for a negative context or a batch below 1.
+    """
+
+    context_slices: int = 0
+    sw_batch_size: int = 8
+    kind: Literal["slices"] = "slices"
+
+    def __post_init__(self) -> None:
+        _check_int(self.context_slices, "context_slices", minimum=0)
+        _check_int(self.sw_batch_size, "sw_batch_size", minimum=1)
+
+
+@dataclass(frozen=True)
+class SlidingWindowStrategy:
+    """Overlapping 3D windows blended into the whole volume.
+
+    Attributes:
+        roi_size: Window size in voxels ``(X, Y, Z)`` on the model's grid; every entry must be a
+            multiple of the generator's size multiple (checked when the model runs).
+        overlap: Fraction of a window shared with its neighbour along each axis, in [0, 1).
+        mode: ``"gaussian"`` weights window centres over borders (no seams); ``"constant"`` averages.
+        sw_batch_size: Windows per forward pass (halved automatically on CUDA out-of-memory).
+
+    Raises:
+        ConfigError: for a bad size, overlap, mode or batch.
+    """
+
+    roi_size: tuple[int, int, int]
+    overlap: float = 0.5
+    mode: BlendMode = "gaussian"
+    sw_batch_size: int = 4
+    kind: Literal["sliding_window"] = "sliding_window"
+
+    def __post_init__(self) -> None:
+        roi = tuple(self.roi_size)
+        if len(roi) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in roi):
+            raise ConfigError(f"inference roi_size: expected three positive integers (X, Y, Z), got {list(roi)}")
+        object.__setattr__(self, "roi_size", roi)
+        if not 0.0 <= float(self.overlap) < 1.0:
+            raise ConfigError(f"inference overlap: expected a fraction in [0, 1), got {self.overlap}")
+        if self.mode not in BLEND_MODES:
+            raise ConfigError(f"inference mode: expected one of {', '.join(BLEND_MODES)}, got {self.mode!r}")
+        _check_int(self.sw_batch_size, "sw_batch_size", minimum=1)
+
+
+InferenceStrategy = SliceStrategy | SlidingWindowStrategy
+_KINDS: dict[str, type[SliceStrategy] | type[SlidingWindowStrategy]] = {
+    "slices": SliceStrategy,
+    "sliding_window": SlidingWindowStrategy,
+}
+
+
+def _check_int(value: object, name: str, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"inference {name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def strategy_to_dict(strategy: InferenceStrategy) -> dict[str, Any]:
+    """JSON-able record of a strategy (for checkpoints); lists instead of tuples."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(strategy).items()}
+
+
+def strategy_from_dict(record: dict[str, Any] | None, context_slices: int = 0) -> InferenceStrategy:
+    """Rebuild a strategy from a checkpoint record.
+
+    Args:
+        record: The checkpoint's ``"inference"`` value; ``None`` for checkpoints written before
+            strategies were recorded, which were all slice-wise.
+        context_slices: The preprocessing's context, used for such old checkpoints.
+
+    Returns:
+        The strategy.
+
+    Raises:
+        CheckpointError: if the record names an unknown kind or holds bad values.
+    """
+    if record is None:
+        return SliceStrategy(context_slices=context_slices)
+    kind = record.get("kind")
+    if kind not in _KINDS:
+        raise CheckpointError(
+            f"checkpoint inference record: unknown kind {kind!r}; expected one of {', '.join(_KINDS)}"
+        )
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items()}
+    try:
+        return _KINDS[kind](**values)
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"checkpoint inference record {record} is not understood: {e}") from e
+
+
+def build_inferer(strategy: InferenceStrategy) -> SliceInferer | SlidingWindowInferer:
+    """The MONAI inferer that runs ``strategy`` (the one place inferers are built).
+
+    For ``slices`` the window is a whole axial slice (``roi_size=(-1, -1)``: MONAI uses the input's
+    in-plane size), so the caller pads slices to the generator's multiple first. Padding of volumes
+    smaller than a window uses -1 (air in model units).
+
+    Args:
+        strategy: A :class:`SliceStrategy` or :class:`SlidingWindowStrategy`.
+
+    Returns:
+        An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)``.
+    """
+    if isinstance(strategy, SliceStrategy):
+        return SliceInferer(
+            spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=False
+        )
+    return SlidingWindowInferer(
+        roi_size=strategy.roi_size,
+        sw_batch_size=strategy.sw_batch_size,
+        overlap=strategy.overlap,
+        mode=strategy.mode,
+        padding_mode="constant",
+        cval=AIR,
+        progress=False,
+    )
