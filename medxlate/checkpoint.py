@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or unsafe): {e}") from e
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in str(e).lower():
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated)") from e
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint: unsafe, it holds objects other than tensors and plain "
+            "values (refused, since loading it could run code)"
+        ) from e
+    except Exception as e:  # torch.load raises KeyError, RuntimeError, EOFError... on arbitrary bytes
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (not a PyTorch file, or corrupt or truncated: {type(e).__name__})"
+        ) from e
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a medxlate checkpoint (no '{CHECKPOINT_FORMAT}' format marker)")
     if content.get("version") != CHECKPOINT_VERSION:
@@ -63,3 +71,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint version {content.get('version')!r}, this medxlate reads {CHECKPOINT_VERSION}"
         )
     return content
+
+
+def checkpoint_field(content: dict[str, Any], path: str | Path, key: str, expected: type, within: str = "") -> Any:
+    """Return ``content[key]`` after checking that it is present and of the expected type.
+
+    Args:
+        content: A loaded checkpoint (see :func:`load_checkpoint`).
+        path: The checkpoint file, for the message.
+        key: Field name, e.g. ``"generator_spec"``.
+        expected: Required type (``dict``, ``str``, ``int``...).
+        within: Name of the enclosing field for nested records, e.g. ``"generator_spec"``.
+
+    Returns:
+        The value.
+
+    Raises:
+        CheckpointError: naming the file and the field if it is missing or of another type.
+    """
+    name = f"{within}.{key}" if within else key
+    if key not in content:
+        raise CheckpointError(f"{path}: checkpoint has no '{name}' field")
+    value = content[key]
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise CheckpointError(
+            f"{path}: checkpoint field '{name}' is a {type(value).__name__}, expected a {_type_name(expected)}"
+        )
+    return value
+
+
+def _type_name(expected: type) -> str:
+    return "mapping" if expected is dict else expected.__name__

@@ -1,7 +1,14 @@
 """Command-line interface: a thin skin that parses arguments and calls one library function.
 
-Every :class:`~medxlate.errors.MedxlateError` is printed as one ``error:`` line (exit code 2),
-never as a traceback.
+Nothing heavy is imported at module level (each command imports what it needs), so ``medxlate
+--help`` answers at once. Errors never end in a traceback; each is one ``error:`` line on stderr:
+
+- exit 2: bad input (every :class:`~medxlate.errors.MedxlateError`) or a usage error;
+- exit 1: the system refused a read or write (``OSError``: no space, no permission...);
+- exit 130: interrupted (Ctrl-C), so ``medxlate train ... && medxlate evaluate ...`` stops.
+
+With ``--json`` a command prints one JSON document on stdout and nothing else there; messages and
+progress bars go to stderr.
 """
 
 from __future__ import annotations
@@ -9,15 +16,42 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
+from medxlate import __version__
 from medxlate.errors import MedxlateError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Medical image modality translation.")
+EXIT_BAD_INPUT = 2
+EXIT_OS_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Medical image modality translation.",
+    rich_markup_mode=None,  # plain help: fast (no rich import) and readable in logs
+    pretty_exceptions_enable=False,
+)
 
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Config override KEY.PATH=VALUE (repeatable).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else there).")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medxlate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Medical image modality translation."""
 
 
 def _overrides(items: list[str] | None) -> dict[str, object]:
@@ -26,20 +60,54 @@ def _overrides(items: list[str] | None) -> dict[str, object]:
     return dict(parse_override(item) for item in items or [])
 
 
+def _echo_json(data: Any) -> None:
+    """One JSON document on stdout; paths as strings, non-finite numbers as ``null``."""
+    import json
+
+    typer.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
+
+
+def _jsonable(value: Any) -> Any:
+    import dataclasses
+    import math
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 @app.command()
 def scan(
     root: Annotated[Path, typer.Argument(help="Top folder of a DICOM export.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts (includes series UIDs).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts (no UIDs or identifiers unless --identifiers).")
+    ] = False,
+    identifiers: Annotated[
+        bool,
+        typer.Option(
+            "--identifiers",
+            help="With --json: add series/study/frame-of-reference UIDs and patient identifiers "
+            "(for pairing scripts inside the hospital; never share this output).",
+        ),
+    ] = False,
     workers: Annotated[int | None, typer.Option(help="Parallel header readers (default: automatic).")] = None,
 ) -> None:
     """List the DICOM series of a tree (headers only) with their geometry and problems."""
-    import json
-
     from medxlate.io import format_scan_table, scan_dicom
 
+    if identifiers and not as_json:
+        raise typer.BadParameter("only applies to --json output", param_hint="--identifiers")
     result = scan_dicom(root, workers=workers)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        _echo_json(result.to_json(include_identifiers=identifiers))
     else:
         typer.echo(format_scan_table(result))
 
@@ -55,27 +123,37 @@ def prepare(
         Path | None, typer.Option(help="CSV linking case ids to patients; must lie outside the dataset.")
     ] = None,
     set_: SetOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Turn an export into a clean, de-identified dataset (dataset.json + cases/)."""
     from medxlate.config import load_prepare_config
     from medxlate.data import run_prepare
 
     report = run_prepare(input_dir, out_dir, load_prepare_config(config, _overrides(set_)), id_map=id_map)
-    typer.echo(report.summary())
+    if as_json:
+        _echo_json(report)
+    else:
+        typer.echo(report.summary())
 
 
 @app.command()
-def verify(dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")]) -> None:
+def verify(
+    dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")], as_json: JsonOption = False
+) -> None:
     """List every problem of a prepared dataset at once (exit code 2 if any)."""
     from medxlate.data import verify_dataset
     from medxlate.errors import InputDataError
 
     problems = verify_dataset(dataset)
-    for problem in problems:
-        typer.echo(str(problem))
+    if as_json:
+        _echo_json({"dataset": dataset, "ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            typer.echo(str(problem))
     if problems:
         raise InputDataError(f"{dataset}: {len(problems)} problem(s) found")
-    typer.echo(f"{dataset}: no problems found")
+    if not as_json:
+        typer.echo(f"{dataset}: no problems found")
 
 
 @app.command()
@@ -91,12 +169,16 @@ def fingerprint(dataset: Annotated[Path, typer.Argument(help="Prepared dataset f
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment config YAML.")],
     set_: SetOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Train a model; the run is tracked in MLflow."""
     from medxlate.api import train as train_model
     from medxlate.config import load_config
 
     result = train_model(load_config(config, _overrides(set_)))
+    if as_json:
+        _echo_json({"checkpoint": result.checkpoint, "run_id": result.run_id, "metrics": result.metrics})
+        return
     typer.echo(f"checkpoint: {result.checkpoint}")
     typer.echo(f"run id: {result.run_id}")
     typer.echo("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
@@ -108,11 +190,24 @@ def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")],
     out_dir: Annotated[Path, typer.Option(help="Where the CSV and summary go.")] = Path("outputs/evaluation"),
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    as_json: JsonOption = False,
 ) -> None:
     """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON)."""
     from medxlate.evaluation import evaluate as run_evaluation
 
-    result = run_evaluation(checkpoint, dataset, out_dir, split=split)
+    result = run_evaluation(checkpoint, dataset, out_dir, split=split, device=device, progress=True)
+    if as_json:
+        _echo_json(
+            {
+                "split": split,
+                "per_case": result.per_case,
+                "mean": result.summary,
+                "csv": result.csv_path,
+                "summary": result.summary_path,
+            }
+        )
+        return
     typer.echo(f"per-case metrics: {result.csv_path}")
     typer.echo("mean: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summary.items()))
 
@@ -122,13 +217,19 @@ def translate(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
     input_path: Annotated[Path, typer.Argument(help="Source volume (NIfTI, NRRD, MHA or DICOM folder).")],
     output_path: Annotated[Path, typer.Argument(help="Output NIfTI (.nii.gz).")],
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    as_json: JsonOption = False,
 ) -> None:
     """Translate one volume; the output overlays the input and is marked synthetic."""
     from medxlate.inference import Translator
+    from medxlate.io.save import sidecar_path
 
-    written = Translator.from_checkpoint(checkpoint, device=device).translate_file(input_path, output_path)
-    typer.echo(f"synthetic volume: {written}")
+    translator = Translator.from_checkpoint(checkpoint, device=device, progress=True)
+    written = translator.translate_file(input_path, output_path)
+    if as_json:
+        _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
+    else:
+        typer.echo(f"synthetic volume: {written}")
 
 
 @app.command()
@@ -165,26 +266,67 @@ def _metric_line(values: dict[str, float]) -> str:
     return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
 
 
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The click exception classes typer raises: its bundled copy (typer >= 0.20) or click itself."""
+    types: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException as BundledClickException
+
+        types.append(BundledClickException)
+    except ImportError:  # older typer: standalone click
+        pass
+    try:
+        from click import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _usage_message(error: Exception) -> str:
+    ctx = getattr(error, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"{error.format_message()}{hint}"  # type: ignore[attr-defined]
+
+
+def _os_message(error: OSError) -> str:
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    lines = message.strip().splitlines() or [""]
+    typer.echo(f"error: {lines[0]}", err=True)
+    for line in lines[1:]:  # config errors list one problem per line
+        typer.echo(f"  {line.strip()}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console entry point: run the app, turning medxlate errors into one-line messages."""
+    """Console entry point: run the app; errors become one ``error:`` line and an exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # MONAI announces at import that an optional NVIDIA decoder is absent; it is irrelevant here.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: errors reach us; typer turns Ctrl-C into an exit code it returns
+        code = app(standalone_mode=False, prog_name="medxlate")
     except MedxlateError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+        _fail(str(e), EXIT_BAD_INPUT)
+    except OSError as e:
+        _fail(_os_message(e), EXIT_OS_ERROR)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as e:
+        if isinstance(e, typer.Abort) or type(e).__name__ == "Abort":  # end of input at a prompt
+            _fail("aborted", EXIT_INTERRUPTED)
+        if isinstance(e, _usage_error_types()):
+            _fail(_usage_message(e), int(getattr(e, "exit_code", EXIT_BAD_INPUT)))
         raise
+    if code == EXIT_INTERRUPTED:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
 from medxlate.errors import InputDataError
@@ -38,6 +40,7 @@ def evaluate(
     split: str = "val",
     tracker: Tracker | None = None,
     device: str = "auto",
+    progress: bool = False,
 ) -> EvaluationResult:
     """Translate every case of a split on its own grid and compare with the real target.
 
@@ -53,6 +56,7 @@ def evaluate(
         split: Which split to evaluate.
         tracker: If given, summary metrics are logged as ``eval/<name>`` and the files as artifacts.
         device: Inference device.
+        progress: Show a progress bar over the cases (tqdm, on stderr).
 
     Returns:
         The evaluation result.
@@ -66,7 +70,7 @@ def evaluate(
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate")
     translator = Translator.from_checkpoint(checkpoint, device=device)
     per_case: dict[str, dict[str, float]] = {}
-    for case in cases:
+    for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
         source, target = load_volume(case.source), load_volume(case.target)
         mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
         values = volume_metrics(translator(source)[0].as_tensor(), target[0].as_tensor(), mask)

@@ -92,3 +92,18 @@ def tiny_config(dataset: Path, output_dir: Path, **train: object) -> dict:
         "train": {"epochs": 2, "decay_epochs": 1, "output_dir": str(output_dir), "seed": 0, **train},
         "tracking": {"backend": "none"},
     }
+
+
+@pytest.fixture(scope="session")
+def cli_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A one-epoch checkpoint and the source CT of its validation case (CLI tests)."""
+    from medxlate.config import validate_config
+    from medxlate.data.prepare import prepare_dataset
+    from medxlate.training import fit
+    from tests.inference.test_translator import _make_pairs
+
+    root = tmp_path_factory.mktemp("cli_errors")
+    pairs = _make_pairs(root)
+    prepare_dataset(pairs, root / "dataset")
+    result = fit(validate_config(tiny_config(root / "dataset", root / "run", epochs=1, decay_epochs=0)))
+    return result.checkpoint, pairs / "p1" / "ct.nii.gz"

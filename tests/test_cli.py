@@ -143,7 +143,18 @@ def test_scan_table_and_json(
     assert code == 0
     data = json.loads(out)
     assert sorted(series["modality"] for series in data["series"]) == ["CT", "MR"]
-    assert "PID-98765" not in out
+    assert "PID-98765" not in out and all("series_uid" not in series for series in data["series"])
+    # UIDs (and identifiers) only on explicit request, as the help says
+    code, out, _ = run_cli(monkeypatch, capsys, "scan", str(tmp_path / "export"), "--json", "--identifiers")
+    assert code == 0
+    import pydicom
+
+    first = next((tmp_path / "export" / "a").iterdir())
+    expected_uid = pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID
+    uids = {series["modality"]: series["series_uid"] for series in json.loads(out)["series"]}
+    assert uids["CT"] == expected_uid and len(set(uids.values())) == 2
+    code, out, _ = run_cli(monkeypatch, capsys, "scan", "--help")
+    assert "includes series UIDs" not in out and "--identifiers" in out and "UIDs" in out
 
 
 def test_verify_and_fingerprint(

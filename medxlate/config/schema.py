@@ -10,10 +10,39 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def registered_name(family: str, name: str) -> str:
+    """Check ``name`` against a model registry at validation time, before any run starts.
+
+    Args:
+        family: ``"generator"``, ``"discriminator"`` or ``"adversarial"`` (loss).
+        name: The configured name.
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        PydanticCustomError: with the registry's "did you mean" message, for an unknown name.
+    """
+    from medxlate import models  # lazy: the registries need torch, the config module does not
+    from medxlate.errors import RegistryError
+
+    registries = {
+        "generator": models.GENERATORS,
+        "discriminator": models.DISCRIMINATORS,
+        "adversarial": models.ADVERSARIAL_LOSSES,
+    }
+    try:
+        registries[family].get(name)
+    except RegistryError as e:
+        raise PydanticCustomError("unknown_name", str(e)) from e
+    return name
 
 
 class DataConfig(_Frozen):
@@ -62,12 +91,22 @@ class ModelConfig(_Frozen):
     discriminator: str = "patchgan"
     discriminator_params: dict[str, Any] = Field(default_factory=lambda: {"ndf": 64, "n_layers": 3})
 
+    @field_validator("generator", "discriminator")
+    @classmethod
+    def _known_model(cls, name: str, info: Any) -> str:
+        return registered_name(info.field_name, name)
+
 
 class LossConfig(_Frozen):
     """Adversarial loss (lsgan, vanilla, hinge) plus L1 weighted by ``lambda_l1``."""
 
     adversarial: str = "lsgan"
     lambda_l1: float = Field(default=100.0, ge=0.0)
+
+    @field_validator("adversarial")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        return registered_name("adversarial", name)
 
 
 class TrainConfig(_Frozen):

@@ -35,6 +35,7 @@ def infer_volume(
     divisible: int,
     device: torch.device,
     bf16: bool = True,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Translate a whole normalised volume.
 
@@ -47,6 +48,7 @@ def infer_volume(
             sliding windows).
         device: Where the network runs.
         bf16: Use bf16 autocast on CUDA.
+        progress: Show MONAI's progress bar over slice/window batches (tqdm, on stderr).
 
     Returns:
         (1, X, Y, Z) float32 output on the CPU, same grid as ``source``.
@@ -58,7 +60,7 @@ def infer_volume(
     if isinstance(strategy, SliceStrategy):
         stacked = stack_context(source, strategy.context_slices)  # (C*(2k+1), X, Y, Z)
         padded, (crop_x, crop_y) = pad_in_plane(stacked, divisible, -1.0)
-        output = _run_with_oom_retry(generator, padded[None], strategy, device, bf16)  # (1, 1, X', Y', Z)
+        output = _run_with_oom_retry(generator, padded[None], strategy, device, bf16, progress)  # (1, 1, X', Y', Z)
         return output[0, :, crop_x, crop_y, :].float().cpu()
     bad = [size for size in strategy.roi_size if size % divisible]
     if bad:
@@ -66,7 +68,7 @@ def infer_volume(
             f"inference roi_size {list(strategy.roi_size)}: every side must be a multiple of {divisible} "
             "(the generator's total stride)"
         )
-    output = _run_with_oom_retry(generator, source[None], strategy, device, bf16)  # (1, 1, X, Y, Z)
+    output = _run_with_oom_retry(generator, source[None], strategy, device, bf16, progress)  # (1, 1, X, Y, Z)
     return output[0].float().cpu()
 
 
@@ -76,12 +78,13 @@ def _run_with_oom_retry(
     strategy: InferenceStrategy,
     device: torch.device,
     bf16: bool,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Run the strategy's inferer; on out-of-memory, halve ``sw_batch_size`` and start again."""
     batch = strategy.sw_batch_size
     inputs = inputs.to(device)
     while True:
-        inferer = build_inferer(replace(strategy, sw_batch_size=batch))
+        inferer = build_inferer(replace(strategy, sw_batch_size=batch), progress=progress)
         try:
             with torch.inference_mode(), autocast_context(device, bf16):
                 return inferer(inputs, generator)

@@ -138,7 +138,7 @@ def strategy_from_dict(record: dict[str, Any] | None, context_slices: int = 0) -
         raise CheckpointError(f"checkpoint inference record {record} is not understood: {e}") from e
 
 
-def build_inferer(strategy: InferenceStrategy) -> SliceInferer | SlidingWindowInferer:
+def build_inferer(strategy: InferenceStrategy, progress: bool = False) -> SliceInferer | SlidingWindowInferer:
     """The MONAI inferer that runs ``strategy`` (the one place inferers are built).
 
     For ``slices`` the window is a whole axial slice (``roi_size=(-1, -1)``: MONAI uses the input's
@@ -147,13 +147,14 @@ def build_inferer(strategy: InferenceStrategy) -> SliceInferer | SlidingWindowIn
 
     Args:
         strategy: A :class:`SliceStrategy` or :class:`SlidingWindowStrategy`.
+        progress: Show MONAI's progress bar over batches (tqdm, on stderr).
 
     Returns:
         An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)``.
     """
     if isinstance(strategy, SliceStrategy):
         return SliceInferer(
-            spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=False
+            spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=progress
         )
     return SlidingWindowInferer(
         roi_size=strategy.roi_size,
@@ -162,5 +163,5 @@ def build_inferer(strategy: InferenceStrategy) -> SliceInferer | SlidingWindowIn
         mode=strategy.mode,
         padding_mode="constant",
         cval=AIR,
-        progress=False,
+        progress=progress,
     )

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from monai.data import MetaTensor
 
-from medxlate.checkpoint import load_checkpoint
-from medxlate.errors import CheckpointError
+from medxlate.checkpoint import checkpoint_field, load_checkpoint
+from medxlate.errors import CheckpointError, ConfigError, GeometryError
 from medxlate.inference.runner import infer_volume
 from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict
 from medxlate.transforms import Preprocessing, restore_grid
@@ -20,27 +20,62 @@ from medxlate.transforms import Preprocessing, restore_grid
 SYNTHETIC_DESCRIPTION = "SYNTHETIC {modality} by medxlate; not for diagnosis"
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` -> CUDA when available, else CPU; anything else as given."""
-    if name is None or str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """Turn a device name into a usable ``torch.device``, checking that it exists here.
 
+    Args:
+        name: ``"auto"``/``None`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"mps"``.
 
-def build_generator_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
-    """Build the generator described by a checkpoint's ``generator_spec``.
+    Returns:
+        The device.
 
     Raises:
-        CheckpointError: if the spec is incomplete.
+        ConfigError: for an unknown name, or a device this machine or this PyTorch build lacks.
+    """
+    if name is None or str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"device {str(name)!r}: unknown; expected {DEVICE_CHOICES}") from e
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {str(name)!r}: unsupported type '{device.type}'; expected {DEVICE_CHOICES}")
+    if device.type == "cuda":
+        if torch.version.cuda is None:
+            raise ConfigError(
+                f"device {str(name)!r}: this PyTorch ({torch.__version__}) is built without CUDA; use 'cpu' or 'auto'"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"device {str(name)!r}: {count} CUDA GPU(s) visible; use 'cpu' or 'auto'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {str(name)!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
+    return device
+
+
+def build_generator_from_spec(spec: dict[str, Any], source: str | Path = "checkpoint") -> torch.nn.Module:
+    """Build the generator described by a checkpoint's ``generator_spec``.
+
+    Args:
+        spec: ``name``, ``spatial_dims``, ``in_channels``, ``out_channels`` and ``params``.
+        source: Where the spec comes from (the checkpoint file), for messages.
+
+    Raises:
+        CheckpointError: if the spec is incomplete or a field has the wrong type.
     """
     from medxlate.models import build_generator
 
-    try:
-        return build_generator(
-            spec["name"], spec["spatial_dims"], spec["in_channels"], spec["out_channels"], **spec["params"]
-        )
-    except KeyError as e:
-        raise CheckpointError(f"checkpoint generator_spec lacks {e}") from e
+    name = checkpoint_field(spec, source, "name", str, within="generator_spec")
+    dims = [
+        checkpoint_field(spec, source, key, int, within="generator_spec")
+        for key in ("spatial_dims", "in_channels", "out_channels")
+    ]
+    params = checkpoint_field(spec, source, "params", dict, within="generator_spec")
+    return build_generator(name, *dims, **params)
 
 
 class Translator:
@@ -56,6 +91,7 @@ class Translator:
         sw_batch_size: Slices or windows per forward pass; ``None`` keeps the strategy's.
         bf16: bf16 autocast on CUDA.
         provenance: Facts about the model (run id, checkpoint, version) written next to outputs.
+        progress: Show a progress bar (on stderr) while a volume is translated.
     """
 
     def __init__(
@@ -68,6 +104,7 @@ class Translator:
         sw_batch_size: int | None = None,
         bf16: bool = True,
         provenance: dict[str, Any] | None = None,
+        progress: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
@@ -77,30 +114,50 @@ class Translator:
         self.strategy = strategy if sw_batch_size is None else replace(strategy, sw_batch_size=sw_batch_size)
         self.bf16 = bf16
         self.provenance = dict(provenance or {})
+        self.progress = progress
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = "auto") -> Translator:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = "auto", progress: bool = False
+    ) -> Translator:
         """Load generator weights and preprocessing from a medxlate checkpoint (``weights_only``).
+
+        Args:
+            path: The checkpoint file.
+            device: See :func:`resolve_device`.
+            progress: Show a progress bar (on stderr) while a volume is translated.
 
         Raises:
             CheckpointError: if the file is not a usable medxlate checkpoint.
         """
         content = load_checkpoint(path)
+        generator = build_generator_from_spec(checkpoint_field(content, path, "generator_spec", dict), path)
+        weights = checkpoint_field(content, path, "generator", dict)
+        prep_record = checkpoint_field(content, path, "preprocessing", dict)
+        config = checkpoint_field(content, path, "config", dict) if "config" in content else {}
         try:
-            generator = build_generator_from_spec(content["generator_spec"])
-            generator.load_state_dict(content["generator"])
-            prep = Preprocessing.from_dict(content["preprocessing"])
+            generator.load_state_dict(weights)
+            prep = Preprocessing.from_dict(prep_record)
         except (KeyError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: checkpoint does not match its generator spec: {e}") from e
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path}: weights do not match the checkpoint's generator spec: {first_line}") from e
         strategy = _checked_strategy(path, content, prep)
         provenance = {
             "checkpoint": str(Path(path).resolve()),
             "mlflow_run_id": content.get("mlflow_run_id"),
             "epoch": content.get("epoch"),
             "medxlate_version": content.get("medxlate_version"),
-            "config_name": content.get("config", {}).get("name"),
+            "config_name": config.get("name"),
         }
-        return cls(generator, prep, content.get("target_modality", "MR"), device, strategy, provenance=provenance)
+        return cls(
+            generator,
+            prep,
+            content.get("target_modality", "MR"),
+            device,
+            strategy,
+            provenance=provenance,
+            progress=progress,
+        )
 
     @classmethod
     def from_mlflow(cls, model_uri: str, device: str | torch.device | None = "auto") -> Translator:
@@ -127,10 +184,14 @@ class Translator:
 
         Raises:
             DeviceMemoryError: if even one slice or window per batch does not fit in device memory.
+            GeometryError: if the volume is not one channel of three spatial dimensions.
         """
+        check_single_volume(volume, "input volume")
         prep = self.preprocessing
         source = prep.source_to_model(volume)
-        output = infer_volume(self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16)
+        output = infer_volume(
+            self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16, self.progress
+        )
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
         return restore_grid(canonical, volume, resampled=prep.pixdim is not None)
 
@@ -149,6 +210,7 @@ class Translator:
         from medxlate.io import load_volume, save_volume, write_provenance
 
         source = load_volume(input_path)
+        check_single_volume(source, str(input_path))
         result = self(source)
         written = save_volume(result, output_path, description=self.description)
         write_provenance(
@@ -181,6 +243,25 @@ def _checked_strategy(path: str | Path, content: dict[str, Any], prep: Preproces
             f"{prep.context_slices}"
         )
     return strategy
+
+
+def check_single_volume(volume: torch.Tensor, where: str) -> None:
+    """Refuse anything but one channel of three spatial dimensions, ``(1, X, Y, Z)``.
+
+    Args:
+        volume: Channel-first volume as returned by :func:`medxlate.io.load_volume`.
+        where: The file or argument it came from, for the message.
+
+    Raises:
+        GeometryError: naming ``where``, the shape found and the shape expected.
+    """
+    shape = tuple(volume.shape)
+    if len(shape) == 4 and shape[0] == 1:
+        return
+    found = f"{shape[0]} channels or time points" if len(shape) == 4 else f"{len(shape) - 1} spatial dimensions"
+    raise GeometryError(
+        f"{where}: image of shape {shape} (channel first) has {found}; expected a single 3D volume (1, X, Y, Z)"
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -35,6 +35,10 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
 
     Yields:
         The temporary path; the block must create the file there.
+
+    Raises:
+        OSError: if writing fails (full disk, no permission...); ``filename`` is ``path``, not the
+            temporary file, so messages name the destination the user asked for.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp{suffix}")
@@ -42,6 +46,11 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # full disk, no permission...: name the destination, not the hidden temporary
+        tmp.unlink(missing_ok=True)
+        if e.filename not in (None, str(tmp)):
+            raise
+        raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from e
     except BaseException:  # also on KeyboardInterrupt: never leave a partial temporary file
         tmp.unlink(missing_ok=True)
         raise

@@ -6,6 +6,7 @@ import pytest
 
 from medxlate.config import apply_overrides, flatten_config, load_config, parse_override, validate_config
 from medxlate.errors import ConfigError
+from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +85,14 @@ def test_flatten_config() -> None:
     assert flat["train.lr"] == "0.0002"
     assert flat["model.generator_params.ngf"] == "64"
     assert flat["data.source_window"] == "[-1024.0, 3071.0]"
+
+
+def test_unknown_registry_names_fail_at_validation() -> None:
+    raw = tiny_config(Path("ds"), Path("run"))
+    raw["loss"] = {"adversarial": "lsgn"}
+    raw["model"]["discriminator"] = "patchgun"
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw)
+    message = str(info.value)
+    assert "'loss.adversarial': unknown adversarial loss 'lsgn', did you mean 'lsgan'?" in message
+    assert "'model.discriminator': unknown discriminator 'patchgun', did you mean 'patchgan'?" in message

@@ -1,0 +1,65 @@
+"""``--json``: one JSON document on stdout and nothing else there; progress bars go to stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run_cli
+
+
+def test_prepare_and_verify_json(
+    paired_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = tmp_path / "ds"
+    code, out, err = run_cli(monkeypatch, capsys, "prepare", str(paired_folder), str(dataset), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["written"] == ["case_000", "case_001", "case_002"]
+    assert report["failed"] == [] and report["dataset"] == str(dataset / "dataset.json")
+    code, out, _ = run_cli(monkeypatch, capsys, "verify", str(dataset), "--json")
+    assert code == 0 and json.loads(out) == {"dataset": str(dataset), "ok": True, "problems": []}
+    (dataset / "cases" / "case_001" / "target.nii.gz").unlink()
+    code, out, err = run_cli(monkeypatch, capsys, "verify", str(dataset), "--json")
+    result = json.loads(out)
+    assert code == 2 and result["ok"] is False
+    assert [(p["case"], p["role"], p["kind"]) for p in result["problems"]] == [("case_001", "target", "missing_file")]
+    assert err.startswith("error: ") and "1 problem(s) found" in err
+
+
+def test_translate_json_and_progress(
+    cli_checkpoint: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checkpoint, source = cli_checkpoint
+    output = tmp_path / "syn.nii.gz"
+    code, out, err = run_cli(monkeypatch, capsys, "translate", str(checkpoint), str(source), str(output), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"output": str(output), "provenance": str(tmp_path / "syn.json"), "input": str(source)}
+    assert output.is_file() and (tmp_path / "syn.json").is_file()
+    assert "100%|" in err  # slice progress on stderr
+    code, out, err = run_cli(monkeypatch, capsys, "translate", str(checkpoint), str(source), str(output))
+    assert code == 0 and out == f"synthetic volume: {output}\n" and "100%|" in err
+
+
+def test_evaluate_json_and_progress(
+    cli_checkpoint: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checkpoint, source = cli_checkpoint
+    dataset = source.parents[2] / "dataset"
+    args = ("evaluate", str(checkpoint), str(dataset), "--out-dir", str(tmp_path / "ev"), "--json")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    result = json.loads(out)
+    summary = json.loads((tmp_path / "ev" / "metrics_summary.json").read_text())
+    assert result["split"] == "val" and list(result["per_case"]) == ["case_001"]
+    assert result["mean"] == pytest.approx(summary["mean"], rel=1e-12)
+    assert result["csv"] == str(tmp_path / "ev" / "metrics_per_case.csv")
+    assert "evaluate val: 100%|" in err and "1/1" in err
