@@ -318,7 +318,7 @@ def main() -> None:
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as e:
-        if isinstance(e, typer.Abort) or type(e).__name__ == "Abort":  # end of input at a prompt
+        if isinstance(e, typer.Abort):  # end of input at a prompt
             _fail("aborted", EXIT_INTERRUPTED)
         if isinstance(e, _usage_error_types()):
             _fail(_usage_message(e), int(getattr(e, "exit_code", EXIT_BAD_INPUT)))

@@ -63,3 +63,23 @@ def test_evaluate_json_and_progress(
     assert result["mean"] == pytest.approx(summary["mean"], rel=1e-12)
     assert result["csv"] == str(tmp_path / "ev" / "metrics_per_case.csv")
     assert "evaluate val: 100%|" in err and "1/1" in err
+
+
+def test_train_json(
+    cli_checkpoint: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import yaml
+
+    from tests.conftest import tiny_config
+
+    dataset = cli_checkpoint[1].parents[2] / "dataset"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(dataset, tmp_path / "run", epochs=1, decay_epochs=0)))
+    code, out, err = run_cli(monkeypatch, capsys, "train", str(config), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["checkpoint"] == str(tmp_path / "run" / "last.pt") and (tmp_path / "run" / "last.pt").is_file()
+    assert set(result) == {"checkpoint", "run_id", "metrics"} and "ssim_body" in result["metrics"]
