@@ -32,6 +32,13 @@ class DeviceMemoryError(MedxlateError):
     """A computation does not fit in the device's memory even at its smallest batch."""
 
 
+class NonFiniteError(MedxlateError):
+    """A model produced NaN/inf where a finite result is required (diverged weights, overflow).
+
+    Such a result is never written or reported as a value.
+    """
+
+
 class RegistryError(MedxlateError, KeyError):
     """An unknown name was looked up in a model/loss registry."""
 
@@ -46,5 +53,6 @@ __all__ = [
     "GeometryError",
     "InputDataError",
     "MedxlateError",
+    "NonFiniteError",
     "RegistryError",
 ]

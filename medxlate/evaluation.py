@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
 from medxlate.errors import InputDataError
 from medxlate.inference import Translator
+from medxlate.inference.finite import check_finite_input
 from medxlate.io import load_volume
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
+from medxlate.metrics.summary import finite_case_means
 from medxlate.tracking import Tracker
 from medxlate.training.validation import volume_metrics
 
@@ -45,7 +47,10 @@ def evaluate(
     """Translate every case of a split on its own grid and compare with the real target.
 
     Metrics are 3D SSIM/PSNR/MAE in target units, whole volume and inside the body mask, with
-    ``data_range`` = the reference volume's max - min. When a case carries a noise-free target
+    ``data_range`` = the reference volume's max - min. A metric that is NaN/inf for a case (e.g. an
+    empty body mask) is left out of the means with a warning, listed under ``excluded`` in the
+    summary JSON and written as an empty cell in the CSV; it never appears as ``nan``. When a case
+    carries a noise-free target
     (simulated data), the same metrics of noise-free vs. real target are reported as ``ceiling_*``:
     the best any model can score, since noise is unpredictable.
 
@@ -62,7 +67,8 @@ def evaluate(
         The evaluation result.
 
     Raises:
-        InputDataError: if the split has no case.
+        InputDataError: if the split has no case, or a source holds NaN/inf voxels.
+        NonFiniteError: if the model produces NaN/inf for a case.
     """
     data = read_dataset(dataset)
     cases = data.split(split)
@@ -72,6 +78,8 @@ def evaluate(
     per_case: dict[str, dict[str, float]] = {}
     for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
         source, target = load_volume(case.source), load_volume(case.target)
+        for path, volume in ((case.source, source), (case.target, target)):
+            check_finite_input(volume, str(path))
         mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
         values = volume_metrics(translator(source)[0].as_tensor(), target[0].as_tensor(), mask)
         if CEILING_ROLE in case.files:
@@ -79,12 +87,13 @@ def evaluate(
             values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})
         per_case[case.id] = values
     names = list(next(iter(per_case.values())))
-    summary = {name: float(np.nanmean([v[name] for v in per_case.values()])) for name in names}
+    reduced = finite_case_means(per_case, f"evaluation of split '{split}'")
+    summary = reduced.means
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, summary_path = out / "metrics_per_case.csv", out / "metrics_summary.json"
     _write_csv(csv_path, per_case, names)
-    content = {"split": split, "cases": len(per_case), "mean": summary}
+    content = {"split": split, "cases": len(per_case), "mean": summary, "excluded": reduced.excluded}
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
     if tracker is not None:
         tracker.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=0)
@@ -98,4 +107,4 @@ def _write_csv(path: Path, per_case: dict[str, dict[str, float]], names: list[st
         writer = csv.writer(handle)
         writer.writerow(["case", *names])
         for case_id, values in per_case.items():
-            writer.writerow([case_id, *(f"{values[n]:.6g}" for n in names)])
+            writer.writerow([case_id, *(f"{values[n]:.6g}" if math.isfinite(values[n]) else "" for n in names)])

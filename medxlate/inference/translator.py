@@ -13,6 +13,7 @@ from monai.data import MetaTensor
 
 from medxlate.checkpoint import checkpoint_field, load_checkpoint
 from medxlate.errors import CheckpointError, ConfigError, GeometryError
+from medxlate.inference.finite import check_finite_input, check_finite_output, check_finite_weights
 from medxlate.inference.runner import infer_volume
 from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict
 from medxlate.transforms import Preprocessing, restore_grid
@@ -142,6 +143,7 @@ class Translator:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{path}: weights do not match the checkpoint's generator spec: {first_line}") from e
         strategy = _checked_strategy(path, content, prep)
+        check_finite_weights(generator, str(path))
         provenance = {
             "checkpoint": str(Path(path).resolve()),
             "mlflow_run_id": content.get("mlflow_run_id"),
@@ -185,13 +187,17 @@ class Translator:
         Raises:
             DeviceMemoryError: if even one slice or window per batch does not fit in device memory.
             GeometryError: if the volume is not one channel of three spatial dimensions.
+            InputDataError: if the input holds NaN/inf voxels (see :mod:`medxlate.inference.finite`).
+            NonFiniteError: if the output would hold NaN/inf voxels.
         """
         check_single_volume(volume, "input volume")
+        check_finite_input(volume, "input volume")
         prep = self.preprocessing
         source = prep.source_to_model(volume)
         output = infer_volume(
             self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16, self.progress
         )
+        check_finite_output(output, "translation")
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
         return restore_grid(canonical, volume, resampled=prep.pixdim is not None)
 
@@ -205,12 +211,17 @@ class Translator:
 
         Returns:
             The written NIfTI path.
+
+        Raises:
+            InputDataError: if the input holds NaN/inf voxels (named with its path).
+            NonFiniteError: if the translation holds NaN/inf; nothing is written.
         """
         from medxlate import __version__
         from medxlate.io import load_volume, save_volume, write_provenance
 
         source = load_volume(input_path)
         check_single_volume(source, str(input_path))
+        check_finite_input(source, str(input_path))
         result = self(source)
         written = save_volume(result, output_path, description=self.description)
         write_provenance(

@@ -11,6 +11,8 @@ import torch
 from medxlate import metrics
 from medxlate.data.volumes import PairedVolume
 from medxlate.inference import InferenceStrategy, infer_volume
+from medxlate.inference.finite import check_finite_output
+from medxlate.metrics.summary import finite_case_means
 from medxlate.training.montage import make_montage
 from medxlate.transforms import Preprocessing, unit_to_range
 
@@ -81,6 +83,11 @@ def validate(
     The volume is translated exactly as the Translator does (same strategy, same inferer). The
     synthetic volume is mapped to target units with the training reference range (as at
     inference); the real target is restored to its own units.
+    A metric that is NaN/inf for a case is left out of the mean with a warning
+    (:func:`medxlate.metrics.summary.finite_case_means`).
+
+    Raises:
+        NonFiniteError: if the generator produces NaN/inf for a validation volume (training diverged).
     """
     was_training = generator.training
     generator.eval()
@@ -88,6 +95,7 @@ def validate(
     montage = None
     for volume in volumes:
         output = infer_volume(generator, volume.source.as_tensor(), strategy, prep.divisible, device, bf16)
+        check_finite_output(output, f"validation case '{volume.case_id}'")
         synthetic = prep.model_to_target(output)[0]
         real = unit_to_range(volume.target.as_tensor(), volume.target_range)[0]
         mask = volume.mask[0]
@@ -98,6 +106,5 @@ def validate(
             source_hu = unit_to_range(volume.source.as_tensor()[0], prep.source_window)
             montage = make_montage(source_hu, synthetic, real, z)
     generator.train(was_training)
-    names = next(iter(per_case.values())).keys() if per_case else []
-    means = {name: float(np.nanmean([case[name] for case in per_case.values()])) for name in names}
+    means = finite_case_means(per_case, "validation").means
     return ValidationResult(metrics=means, per_case=per_case, montage=montage)
