@@ -4,6 +4,7 @@ and translate whole volumes (slice-wise 2D/2.5D or sliding-window 3D)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from medxlate.inference.finite import check_finite_input, check_finite_output, c
 from medxlate.inference.runner import infer_volume
 from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict
 from medxlate.transforms import Preprocessing, restore_grid
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC_DESCRIPTION = "SYNTHETIC {modality} by medxlate; not for diagnosis"
 
@@ -144,6 +147,12 @@ class Translator:
             raise CheckpointError(f"{path}: weights do not match the checkpoint's generator spec: {first_line}") from e
         strategy = _checked_strategy(path, content, prep)
         check_finite_weights(generator, str(path))
+        if prep.domain is None and prep.pixdim is None:
+            logger.warning(
+                "%s: checkpoint records no training spacing (written before medxlate recorded it); "
+                "inputs are translated at their own spacing, whatever the model was trained on",
+                path,
+            )
         provenance = {
             "checkpoint": str(Path(path).resolve()),
             "mlflow_run_id": content.get("mlflow_run_id"),
@@ -181,6 +190,11 @@ class Translator:
     def __call__(self, volume: MetaTensor) -> MetaTensor:
         """Translate a (1, X, Y, Z) volume in source units (CT in HU).
 
+        The volume is translated on the model's training spacing (the configured ``pixdim``, else
+        the rule of :mod:`medxlate.transforms.domain`) and the result resampled back onto the
+        input's grid; a warning is logged when its intensities or field of view are far from the
+        training data's.
+
         Returns:
             A MetaTensor on exactly the input's grid and affine, in target units.
 
@@ -193,13 +207,18 @@ class Translator:
         check_single_volume(volume, "input volume")
         check_finite_input(volume, "input volume")
         prep = self.preprocessing
-        source = prep.source_to_model(volume)
+        # slice-wise 2D models never see the slice distance; 2.5D (neighbours as channels) and 3D do
+        through_plane = not isinstance(self.strategy, SliceStrategy) or self.strategy.context_slices > 0
+        pixdim = prep.inference_spacing(volume, through_plane)
+        if prep.domain is not None:
+            prep.domain.warn_if_unfamiliar(volume, volume.affine, prep.source_window)
+        source = prep.source_to_model(volume, pixdim)
         output = infer_volume(
             self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16, self.progress
         )
         check_finite_output(output, "translation")
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
-        return restore_grid(canonical, volume, resampled=prep.pixdim is not None)
+        return restore_grid(canonical, volume, resampled=pixdim is not None)
 
     @property
     def description(self) -> str:

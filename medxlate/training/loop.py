@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.setup import build_gan, generator_spec, inference_strategy, linear_decay
 from medxlate.training.steps import GanModules, train_step
 from medxlate.training.validation import ValidationResult, validate
-from medxlate.transforms import Preprocessing
+from medxlate.transforms import Preprocessing, TrainingDomain
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,8 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
 
 def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[Preprocessing, list[Any], list[Any]]:
     """Train/val volumes in model space, and the preprocessing with its target reference range
-    (the mean of the training volumes' percentile values, used to map outputs back to MR units)."""
+    (the mean of the training volumes' percentile values, used to map outputs back to MR units) and
+    the training domain (spacing, source intensities, field of view; used at inference)."""
     train_cases, val_cases = dataset.split("train"), dataset.split("val")
     if not train_cases or not val_cases:
         raise InputDataError(
@@ -227,7 +228,8 @@ def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[
     train_volumes = load_paired_volumes(train_cases, prep)
     val_volumes = load_paired_volumes(val_cases, prep)
     reference = [float(np.mean([v.target_range[i] for v in train_volumes])) for i in (0, 1)]
-    prep = Preprocessing.from_dict({**prep.to_dict(), "target_range": reference})
+    domain = TrainingDomain.from_volumes([v.source for v in train_volumes], prep.source_window)
+    prep = replace(prep, target_range=(reference[0], reference[1]), domain=domain)
     return prep, train_volumes, val_volumes
 
 

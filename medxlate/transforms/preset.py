@@ -14,8 +14,11 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 
 from medxlate.errors import CheckpointError
+from medxlate.transforms.domain import TrainingDomain
 from medxlate.transforms.intensity import percentile_range, range_to_unit, unit_to_range, window_to_unit
 from medxlate.transforms.spatial import to_canonical
+
+PREPROCESSING_VERSION = 2  # 2: adds the training domain (spacing, intensities, field of view)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class Preprocessing:
         pixdim: Spacing (mm) volumes are resampled to, or ``None``.
         context_slices: Neighbouring slices on each side given as channels (2.5D).
         divisible: In-plane sizes are padded to a multiple of this (the generator's total stride).
+        domain: What the training volumes were like (spacing, source intensities, field of view);
+            ``None`` in records written before version 2.
+        version: Record format version.
     """
 
     source_window: tuple[float, float]
@@ -38,27 +44,60 @@ class Preprocessing:
     pixdim: tuple[float, float, float] | None = None
     context_slices: int = 0
     divisible: int = 1
-    version: int = field(default=1)
+    domain: TrainingDomain | None = None
+    version: int = field(default=PREPROCESSING_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able representation (lists instead of tuples)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "domain"}
+        data["domain"] = self.domain.to_dict() if self.domain is not None else None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """Rebuild from :meth:`to_dict` output (e.g. read from a checkpoint).
 
+        Records of version 1 (no training domain) load with ``domain=None``.
+
         Raises:
-            CheckpointError: if keys are missing or unknown.
+            CheckpointError: if keys are missing or unknown, or the version is newer than this code.
         """
+        version = data.get("version", 1)
+        if not isinstance(version, int) or version > PREPROCESSING_VERSION:
+            raise CheckpointError(
+                f"checkpoint preprocessing record has version {version!r}; this medxlate reads up to "
+                f"{PREPROCESSING_VERSION} (upgrade medxlate)"
+            )
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "domain"}
+        if data.get("domain") is not None:
+            values["domain"] = TrainingDomain.from_dict(data["domain"])
         try:
-            return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+            return cls(**values)
         except TypeError as e:
             raise CheckpointError(f"checkpoint preprocessing record is not understood: {e}") from e
 
-    def source_to_model(self, source: MetaTensor) -> MetaTensor:
-        """Canonical grid (RAS, optional resampling) and the HU window scaled to [-1, 1]."""
-        return window_to_unit(to_canonical(source, self.pixdim), self.source_window)
+    def inference_spacing(self, source: MetaTensor, through_plane: bool) -> tuple[float, float, float] | None:
+        """Spacing (RAS, mm) to translate ``source`` on, or ``None`` to keep its own.
+
+        The configured ``pixdim`` when there is one; else the training domain's rule (see
+        :mod:`medxlate.transforms.domain`: axes outside the training spacing range go to the
+        training median); ``None`` for records without a domain.
+
+        Args:
+            source: The input volume with its affine.
+            through_plane: Whether the model sees the slice distance (2.5D, 3D) or only single
+                axial slices (2D), whose through-plane spacing is then kept.
+        """
+        if self.pixdim is not None:
+            return self.pixdim
+        if self.domain is None:
+            return None
+        return self.domain.inference_spacing(source.affine, through_plane=through_plane)
+
+    def source_to_model(self, source: MetaTensor, pixdim: tuple[float, float, float] | None = None) -> MetaTensor:
+        """Canonical grid (RAS; resampled to ``pixdim``, else to the configured ``pixdim`` if any) and
+        the HU window scaled to [-1, 1]."""
+        return window_to_unit(to_canonical(source, pixdim or self.pixdim), self.source_window)
 
     def target_to_model(self, target: MetaTensor) -> tuple[MetaTensor, tuple[float, float]]:
         """Canonical grid and per-volume percentile scaling; returns the volume and its (low, high)."""
