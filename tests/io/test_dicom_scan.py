@@ -181,7 +181,20 @@ def test_table_is_readable(export: tuple[ScanResult, dict[str, Path]]) -> None:
     assert thorax.rstrip().endswith("localizer, mixed_orientation")
     assert "compressed:RLE" in next(line for line in lines if "RLE copy" in line)
     assert lines[-1].startswith("5 files not used (") and "1 not a DICOM Part-10 file" in lines[-1]
-    assert len({len(line) for line in lines[1:-2] if "non_image" not in line}) >= 1
+    # fixed width: in every series row the fixed columns end where the header's do, so each left-aligned
+    # column starts at the header's offset and the flags (variable) start at the header's "Flags"
+    rows = lines[1:-2]
+    assert len(rows) == len(result.series)
+    starts = {name: lines[0].index(name) for name in ("Mod", "Description", "Date", "Size", "Spacing", "Flags")}
+    for row in rows:
+        assert all(row[start - 2 : start] == "  " for start in starts.values()), row
+        assert row[starts["Flags"]] != " " and len(row) > starts["Flags"], row
+    thorax = next(row for row in rows if "Thorax" in row)
+    expected = {"Mod": "CT ", "Description": "Thorax", "Date": "2024-01-05", "Size": "16x16"}
+    expected |= {"Spacing": "0.7 x 0.7 x 2.5", "Flags": "localizer, mixed_orientation"}
+    assert {name: thorax[starts[name] :].startswith(value) for name, value in expected.items()} == dict.fromkeys(
+        expected, True
+    )
 
 
 def test_scanned_series_loads_without_a_rescan(export: tuple[ScanResult, dict[str, Path]]) -> None:

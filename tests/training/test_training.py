@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import validate_config
+from medxlate.data import read_dataset
 from medxlate.data.prepare import prepare_dataset
 from medxlate.errors import CheckpointError, InputDataError
+from medxlate.evaluation import evaluate
+from medxlate.io import load_volume
 from medxlate.tracking import NullTracker
 from medxlate.training import fit
 from tests.conftest import tiny_config
@@ -30,14 +34,24 @@ def test_fit_logs_metrics_and_writes_safe_checkpoint(dataset: Path, tmp_path: Pa
         assert key in result.metrics
         assert torch.isfinite(torch.tensor(result.metrics[key]))
         assert [step for step, _ in tracker.metrics[f"val/{key}"]] == [1, 2]
-    assert -1.0 <= result.metrics["ssim"] <= 1.0
+    # the validation numbers are what evaluating the saved checkpoint on the val case gives (translated
+    # independently, on the input's own LAS grid instead of the canonical one)
+    evaluated = evaluate(result.checkpoint, dataset, tmp_path / "eval", device="cpu")
+    assert evaluated.per_case.keys() == result.per_case.keys()
+    for case_id, values in evaluated.per_case.items():
+        for key in ("ssim", "psnr", "mae", "ssim_body", "psnr_body", "mae_body"):
+            assert values[key] == pytest.approx(result.per_case[case_id][key], rel=1e-4), key
+    assert result.metrics == result.per_case[case_id]  # one val case: the means are its values
     assert "train/loss_d" in tracker.metrics and "train/loss_g" in tracker.metrics
     assert tracker.images == ["val_montage@1", "val_montage@2"]
     assert tracker.params["train.epochs"] == "2"
     content = torch.load(result.checkpoint, weights_only=True)
     assert content["epoch"] == 2 and content["config"]["name"] == "tiny"
     assert content["preprocessing"]["divisible"] == 8
-    assert content["preprocessing"]["target_range"][1] > content["preprocessing"]["target_range"][0]
+    # the reference range is the mean over the training targets of their own p0.5 / p99.5 (numpy here)
+    train_targets = [load_volume(c.target).numpy() for c in read_dataset(dataset).split("train")]
+    expected_range = np.mean([np.percentile(t, [0.5, 99.5]) for t in train_targets], axis=0)
+    np.testing.assert_allclose(content["preprocessing"]["target_range"], expected_range, rtol=1e-5)
     assert {"generator", "discriminator", "optimizer_g", "optimizer_d"} <= content.keys()
     assert result.montage is not None and result.montage.is_file()
 
