@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "GeometryError": "medxlate.errors",
     "InputDataError": "medxlate.errors",
     "MedxlateError": "medxlate.errors",
+    "NonFiniteError": "medxlate.errors",
     "RegistryError": "medxlate.errors",
     "Translator": "medxlate.inference",
     "evaluate": "medxlate.evaluation",
@@ -54,6 +55,7 @@ __all__ = [
     "GeometryError",
     "InputDataError",
     "MedxlateError",
+    "NonFiniteError",
     "RegistryError",
     "Translator",
     "__version__",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
         GeometryError,
         InputDataError,
         MedxlateError,
+        NonFiniteError,
         RegistryError,
     )
     from medxlate.evaluation import evaluate

@@ -100,6 +100,12 @@ def re_path(path: Path) -> str:
     return re.escape(str(path))
 
 
+def test_non_finite_error_is_public_and_a_medxlate_error() -> None:
+    import medxlate
+
+    assert medxlate.NonFiniteError is NonFiniteError and issubclass(NonFiniteError, medxlate.MedxlateError)
+
+
 def test_checkpoint_with_nan_weights_is_refused(tmp_path: Path) -> None:
     good = Translator.from_checkpoint(_checkpoint(tmp_path / "good.pt"), device="cpu")
     assert isinstance(good, Translator)
