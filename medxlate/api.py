@@ -17,6 +17,8 @@ def train(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     Returns:
         Run id, checkpoint path and final validation metrics.
     """
-    if tracker is None:
+    from medxlate.training.runtime import is_rank_zero
+
+    if tracker is None and is_rank_zero():  # under torchrun only rank 0 talks to MLflow
         tracker = make_tracker(cfg.tracking.backend, cfg.tracking.tracking_uri)
     return fit(cfg, tracker)

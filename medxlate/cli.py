@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from medxlate import __version__
-from medxlate.errors import MedxlateError
+from medxlate.errors import MedxlateError, TrainingInterrupted
 
 EXIT_BAD_INPUT = 2
 EXIT_OS_ERROR = 1
@@ -170,12 +170,26 @@ def train(
     config: Annotated[Path, typer.Argument(help="Experiment config YAML.")],
     set_: SetOption = None,
     as_json: JsonOption = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the latest checkpoint in the output folder.")
+    ] = False,
+    resume_from: Annotated[
+        Path | None, typer.Option("--resume-from", help="Continue from this checkpoint (mid-epoch included).")
+    ] = None,
 ) -> None:
-    """Train a model; the run is tracked in MLflow."""
+    """Train a model; the run is tracked in MLflow. Also under `torchrun --nproc_per_node=N -m medxlate`."""
     from medxlate.api import train as train_model
     from medxlate.config import load_config
 
-    result = train_model(load_config(config, _overrides(set_)))
+    overrides = _overrides(set_)
+    if resume or resume_from is not None:
+        overrides["train.resume"] = str(resume_from) if resume_from is not None else "latest"
+    try:
+        result = train_model(load_config(config, overrides))
+    except TrainingInterrupted as e:
+        _stopped(e)
+    if result.rank != 0:  # console output from rank 0 only
+        return
     if as_json:
         _echo_json({"checkpoint": result.checkpoint, "run_id": result.run_id, "metrics": result.metrics})
         return
@@ -241,7 +255,12 @@ def run(
     from medxlate.pipeline import run_pipeline
     from medxlate.tracking.mlflow_tracker import ui_command
 
-    result = run_pipeline(pipeline, _overrides(set_), report=typer.echo)
+    try:
+        result = run_pipeline(pipeline, _overrides(set_), report=typer.echo)
+    except TrainingInterrupted as e:
+        _stopped(e)
+    if result.rank != 0:
+        return  # a torchrun rank other than 0: rank 0 reports
     typer.echo("")
     for path in result.translated:
         typer.echo(f"synthetic NIfTI:  {path}")
@@ -293,6 +312,13 @@ def _usage_message(error: Exception) -> str:
 def _os_message(error: OSError) -> str:
     reason = error.strerror or str(error)
     return f"{error.filename}: {reason}" if error.filename else reason
+
+
+def _stopped(stop: TrainingInterrupted) -> NoReturn:
+    """Training stopped on SIGTERM/SIGINT with a checkpoint: say how to continue, exit 128 + signal."""
+    if stop.checkpoint is not None:  # rank 0
+        typer.echo(f"{stop}; continue with --resume", err=True)
+    raise typer.Exit(128 + stop.signum)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -46,6 +46,22 @@ class RegistryError(MedxlateError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGTERM/SIGINT after saving a resumable checkpoint (not an input error).
+
+    Attributes:
+        signum: The signal received.
+        checkpoint: The checkpoint written before stopping (``None`` on ranks other than 0).
+    """
+
+    def __init__(self, signum: int, checkpoint: object | None) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -55,4 +71,5 @@ __all__ = [
     "MedxlateError",
     "NonFiniteError",
     "RegistryError",
+    "TrainingInterrupted",
 ]

@@ -25,6 +25,7 @@ class PipelineResult:
     checkpoint: Path | None = None
     run_id: str | None = None
     tracking_uri: str | None = None
+    rank: int = 0
     validation: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, float] = field(default_factory=dict)
     montage: Path | None = None
@@ -60,9 +61,7 @@ def run_pipeline(
     Returns:
         What each stage produced.
     """
-    from medxlate.api import train
-    from medxlate.config import load_prepare_config
-    from medxlate.data import fingerprint_dataset, run_prepare
+    from medxlate.training.runtime import start_runtime, stop_runtime
 
     recipe = load_pipeline(path)
     out = Path(recipe.output_dir)
@@ -77,28 +76,49 @@ def run_pipeline(
         },
     )
     result = PipelineResult(dataset=dataset_dir)
-    for stage in recipe.stages:
-        if stage == "prepare":
-            run_prepare(recipe.input, dataset_dir, load_prepare_config(recipe.prepare_config), id_map=recipe.id_map)
-            fingerprint_dataset(dataset_dir)
-            report(f"prepare: dataset written to {dataset_dir}")
-        elif stage == "train":
-            trained = train(cfg)
-            result.checkpoint, result.run_id = trained.checkpoint, trained.run_id
-            result.validation, result.montage = trained.metrics, trained.montage
-            report(f"train: checkpoint {trained.checkpoint}")
-        elif stage == "evaluate":
-            result.evaluation = _evaluate(
-                cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation", result.run_id
-            )
-            report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
-        elif stage == "translate":
-            result.translated = _translate(
-                _checkpoint(result, train_dir), dataset_dir, out / "translated", recipe.translate_split
-            )
-            report(f"translate: {len(result.translated)} synthetic volume(s) in {out / 'translated'}")
-    result.tracking_uri = _tracking_uri(cfg)
+    # Under torchrun every stage but training runs on rank 0 while the other ranks wait.
+    runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
+    try:
+        for stage in recipe.stages:
+            if stage == "train" or runtime.is_main:
+                _run_stage(stage, recipe, cfg, result, out, report)
+            runtime.barrier()
+    finally:
+        stop_runtime(runtime)
+    result.rank = runtime.rank
+    result.tracking_uri = _tracking_uri(cfg) if runtime.is_main else None
     return result
+
+
+def _run_stage(
+    stage: str, recipe: Any, cfg: Any, result: PipelineResult, out: Path, report: Callable[[str], None]
+) -> None:
+    """Run one pipeline stage, recording what it produced in ``result``."""
+    from medxlate.api import train
+    from medxlate.config import load_prepare_config
+    from medxlate.data import fingerprint_dataset, run_prepare
+
+    dataset_dir, train_dir = out / "dataset", out / "train"
+    if stage == "prepare":
+        run_prepare(recipe.input, dataset_dir, load_prepare_config(recipe.prepare_config), id_map=recipe.id_map)
+        fingerprint_dataset(dataset_dir)
+        report(f"prepare: dataset written to {dataset_dir}")
+    elif stage == "train":
+        trained = train(cfg)
+        result.checkpoint, result.run_id = trained.checkpoint, trained.run_id
+        result.validation, result.montage = trained.metrics, trained.montage
+        if trained.rank == 0:
+            report(f"train: checkpoint {trained.checkpoint}")
+    elif stage == "evaluate":
+        result.evaluation = _evaluate(
+            cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation", result.run_id
+        )
+        report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
+    elif stage == "translate":
+        result.translated = _translate(
+            _checkpoint(result, train_dir), dataset_dir, out / "translated", recipe.translate_split
+        )
+        report(f"translate: {len(result.translated)} synthetic volume(s) in {out / 'translated'}")
 
 
 def _checkpoint(result: PipelineResult, train_dir: Path) -> Path:

@@ -110,12 +110,22 @@ class LossConfig(_Frozen):
 
 
 class TrainConfig(_Frozen):
-    """Optimisation schedule (pix2pix defaults), checkpointing and device.
+    """Optimisation schedule (pix2pix defaults), checkpointing, device and speed settings.
 
     The learning rate is constant for ``epochs - decay_epochs`` epochs, then decays linearly to 0.
     ``decay_epochs`` left out (``None``) is the last half of ``epochs`` (pix2pix: 100 of 200), so
     overriding ``epochs`` alone keeps the schedule's shape; after validation it is always an int.
     An explicit ``decay_epochs`` above ``epochs`` is refused.
+
+    Attributes:
+        resume: ``latest`` (the checkpoint in ``output_dir``) or a checkpoint path to continue from,
+            mid-epoch included; ``None`` starts afresh.
+        checkpoint_every: Also checkpoint every N optimisation steps (always at each epoch end).
+        compile: ``torch.compile`` generator and discriminator (needs a C++ compiler / Triton).
+        channels_last: Channels-last memory format (pays on CUDA with bf16 convolutions).
+        cudnn_benchmark: cuDNN autotuning on CUDA (fixed input sizes).
+        num_workers: DataLoader worker processes (pinned memory is used on CUDA).
+        dist_timeout_s: Timeout of the distributed rendezvous and collectives (torchrun runs).
     """
 
     epochs: int = Field(default=200, ge=1)
@@ -127,7 +137,13 @@ class TrainConfig(_Frozen):
     device: str = "auto"
     bf16: bool = True
     output_dir: Path = Path("outputs/train")
-    resume: Path | None = None
+    resume: Literal["latest"] | Path | None = None
+    checkpoint_every: int | None = Field(default=None, ge=1)
+    compile: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = True
+    num_workers: int = Field(default=0, ge=0)
+    dist_timeout_s: float = Field(default=1800.0, gt=0.0)
     log_every: int = Field(default=10, ge=1)
     max_steps_per_epoch: int | None = Field(default=None, ge=1)
     num_threads: int | None = Field(default=None, ge=1)

@@ -15,10 +15,12 @@ def make_tracker(backend: str, tracking_uri: str | None = None) -> Tracker:
         tracking_uri: Optional MLflow tracking URI.
 
     Returns:
-        A tracker instance.
+        A tracker instance; MLflow is wrapped in a :class:`ResilientTracker` (background delivery,
+        retried through outages, records sent only once a checkpoint covers them).
     """
     if backend == "none":
         return NullTracker()
     from medxlate.tracking.mlflow_tracker import MlflowTracker
+    from medxlate.tracking.resilient import ResilientTracker
 
-    return MlflowTracker(tracking_uri)
+    return ResilientTracker(MlflowTracker(tracking_uri))

@@ -7,11 +7,14 @@ with ``log_batch``.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 500  # MLflow accepts up to 1000 metrics per log_batch call
 _MAX_PARAM_LENGTH = 6000
@@ -50,9 +53,16 @@ class MlflowTracker:
     ) -> str | None:
         """Create (or resume) a run under ``experiment``; params are logged only for a new run."""
         if resume_run_id:
-            self.run_id = resume_run_id
-            self._client.update_run(resume_run_id, status="RUNNING")
-            return self.run_id
+            if self._run_exists(resume_run_id):
+                self.run_id = resume_run_id
+                self._client.update_run(resume_run_id, status="RUNNING")
+                return self.run_id
+            logger.warning(
+                "MLflow run %s (from the checkpoint) is not in %s; starting a new run that records it",
+                resume_run_id,
+                self.tracking_uri,
+            )
+            tags = {**tags, "medxlate.resumed_from_run": resume_run_id}
         found = self._client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self._client.create_experiment(experiment)
         run = self._client.create_run(experiment_id, run_name=run_name, tags=tags)
@@ -63,6 +73,18 @@ class MlflowTracker:
         for start in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[start : start + 100])
         return self.run_id
+
+    def _run_exists(self, run_id: str) -> bool:
+        """True if the store holds ``run_id``; other store errors (outage) propagate."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_run(run_id)
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return True
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Buffer metrics; flushed in batches."""
@@ -75,10 +97,12 @@ class MlflowTracker:
 
     def flush(self) -> None:
         """Send buffered metrics."""
-        if self.run_id and self._buffer:
-            for start in range(0, len(self._buffer), _MAX_BATCH):
-                self._client.log_batch(self.run_id, metrics=self._buffer[start : start + _MAX_BATCH])
-        self._buffer = []
+        if not self.run_id:
+            self._buffer = []
+        while self._buffer:  # a failing batch stays buffered for the next attempt
+            batch = self._buffer[:_MAX_BATCH]
+            self._client.log_batch(self.run_id, metrics=batch)
+            del self._buffer[: len(batch)]
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Log an image as a step-indexed image series (MLflow UI: Artifacts / images)."""

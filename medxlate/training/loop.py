@@ -11,20 +11,31 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from medxlate import __version__
-from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import ExperimentConfig, flatten_config
 from medxlate.data import read_dataset
 from medxlate.data.slices import SliceDataset
 from medxlate.data.volumes import load_paired_volumes
-from medxlate.errors import ConfigError, InputDataError
-from medxlate.inference import InferenceStrategy, resolve_device, strategy_to_dict
+from medxlate.errors import InputDataError
+from medxlate.inference import strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import NullTracker, Tracker
+from medxlate.training.engine import Trainer
+from medxlate.training.resume import CHECKPOINT_NAME, clean_stale_temporaries, resume_path
+from medxlate.training.runtime import (
+    Runtime,
+    apply_speed_settings,
+    check_compile_available,
+    prepare_module,
+    quiet_other_ranks,
+    start_runtime,
+    stop_runtime,
+)
+from medxlate.training.sampler import ResumableBatchSampler
 from medxlate.training.setup import build_gan, generator_spec, inference_strategy, linear_decay
-from medxlate.training.steps import GanModules, train_step
+from medxlate.training.signals import StopRequest
+from medxlate.training.steps import GanModules
 from medxlate.training.validation import ValidationResult, validate
 from medxlate.transforms import Preprocessing, TrainingDomain
 
@@ -40,6 +51,7 @@ class TrainResult:
     metrics: dict[str, float]
     montage: Path | None = None
     per_case: dict[str, dict[str, float]] = field(default_factory=dict)
+    rank: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -61,156 +73,147 @@ def make_preprocessing(cfg: ExperimentConfig, divisible: int) -> Preprocessing:
     )
 
 
-@dataclass
-class _Run:
-    """Everything one training run holds between epochs."""
-
-    cfg: ExperimentConfig
-    modules: GanModules
-    schedulers: list[Any]
-    loader_rng: torch.Generator
-    prep: Preprocessing
-    dataset: Any
-    in_channels: int
-    device: torch.device
-    tracker: Tracker
-    checkpoint: Path
-    dataset_fingerprint: str | None = None
-    run_id: str | None = None
-
-    @property
-    def strategy(self) -> InferenceStrategy:
-        """How validation (and later the Translator) runs the generator over a volume."""
-        return inference_strategy(self.cfg)
-
-    def end_of_epoch(self, epoch: int, step: int, val_volumes: list[Any]) -> ValidationResult:
-        """Step the schedules, validate, log, and checkpoint (atomically)."""
-        cfg = self.cfg
-        for scheduler in self.schedulers:
-            scheduler.step()
-        result = validate(self.modules.generator, val_volumes, self.prep, self.strategy, self.device, cfg.train.bf16)
-        self.tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
-        self.tracker.log_metrics({"lr": self.schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
-        if cfg.tracking.log_images and result.montage is not None:
-            self.tracker.log_image(result.montage, key="val_montage", step=epoch + 1)
-        save_checkpoint(self.payload(epoch, step, result.metrics), self.checkpoint)
-        logger.info("epoch %d/%d: %s", epoch + 1, cfg.train.epochs, _summary(result.metrics))
-        return result
-
-    def payload(self, epoch: int, step: int, metrics: dict[str, float]) -> dict[str, Any]:
-        """The checkpoint content after ``epoch`` (0-based)."""
-        modules = self.modules
-        return {
-            "generator": modules.generator.state_dict(),
-            "discriminator": modules.discriminator.state_dict(),
-            "optimizer_g": modules.optimizer_g.state_dict(),
-            "optimizer_d": modules.optimizer_d.state_dict(),
-            "schedulers": [s.state_dict() for s in self.schedulers],
-            "loader_rng": self.loader_rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch + 1,
-            "step": step,
-            "config": self.cfg.model_dump(mode="json"),
-            "preprocessing": self.prep.to_dict(),
-            "generator_spec": generator_spec(self.cfg, self.in_channels),
-            "inference": strategy_to_dict(self.strategy),
-            "source_modality": self.dataset.source_modality,
-            "target_modality": self.dataset.target_modality,
-            "metrics": dict(metrics),
-            "dataset_fingerprint": self.dataset_fingerprint,
-            "mlflow_run_id": self.run_id,
-            "medxlate_version": __version__,
-        }
-
-    def log_final_artifacts(self, result: ValidationResult | None) -> None:
-        """Montage PNG, checkpoint and resolved config into the tracker."""
-        out_dir = self.checkpoint.parent
-        montage_path = _write_montage(result, out_dir)
-        self.tracker.log_artifact(self.checkpoint, "model")
-        if montage_path is not None:
-            self.tracker.log_artifact(montage_path, "images")
-        config_path = out_dir / "config.yaml"
-        _write_config(self.cfg, config_path)
-        self.tracker.log_artifact(config_path, "config")
-
-
 def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     """Train a pix2pix model as configured, validating every epoch and checkpointing.
+
+    Under ``torchrun`` every process calls this; they train with DDP and only rank 0 has side
+    effects (tracker, checkpoints, montage, console). SIGTERM/SIGINT stop after the current step
+    with a checkpoint (see :mod:`medxlate.training.signals`).
 
     Args:
         cfg: Validated experiment config.
         tracker: Where params/metrics/images/artifacts go; ``None`` records nothing.
 
     Returns:
-        Run id, final checkpoint path and final validation metrics.
+        Run id, final checkpoint path and final validation metrics (rank 0; other ranks get the
+        checkpoint path and empty metrics).
 
     Raises:
         InputDataError: if the dataset is unusable (no train or val cases, mismatched pairs).
-        CheckpointError: if ``train.resume`` points at an unusable checkpoint.
+        ConfigError: for a bad distributed environment, a batch size not divisible across ranks,
+            or ``train.compile`` without a compiler — all before any work.
+        CheckpointError: if ``train.resume`` points at an unusable or incompatible checkpoint.
+        TrainingInterrupted: after SIGTERM/SIGINT, once the checkpoint is written.
     """
+    runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
+    try:
+        return _fit(cfg, tracker if runtime.is_main else None, runtime)
+    finally:
+        stop_runtime(runtime)
+
+
+def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> TrainResult:
+    quiet_other_ranks(runtime)
+    if cfg.train.compile:
+        check_compile_available(runtime.device)
+    out_dir = Path(cfg.train.output_dir)
+    resume_from = resume_path(cfg.train.resume, out_dir)
+    if runtime.is_main:
+        clean_stale_temporaries(out_dir)
     seed_everything(cfg.train.seed)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    device = resolve_device(cfg.train.device)
+    apply_speed_settings(runtime.device, cfg.train.cudnn_benchmark)
+    device = runtime.device
     dataset = read_dataset(cfg.data.dataset)
     in_channels = 2 * cfg.data.context_slices + 1
     modules, divisible = build_gan(cfg, in_channels, device)
     prep, train_volumes, val_volumes = _load_volumes(cfg, dataset, divisible)
     slices = SliceDataset(train_volumes, cfg.data.context_slices, divisible, cfg.data.flip_prob)
-    loader_rng = torch.Generator().manual_seed(cfg.train.seed)
-    loader = DataLoader(slices, batch_size=cfg.data.batch_size, shuffle=True, generator=loader_rng)
+    sampler = ResumableBatchSampler(len(slices), cfg.data.batch_size, cfg.train.seed, runtime.rank, runtime.world_size)
+    loader = DataLoader(
+        slices,
+        batch_sampler=sampler,
+        num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     schedulers = [
         torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(cfg.train.epochs, cfg.train.decay_epochs))
         for opt in (modules.optimizer_g, modules.optimizer_d)
     ]
-    start_epoch, step, resume_run_id = 0, 0, None
-    if cfg.train.resume is not None:
-        start_epoch, step, resume_run_id = _restore(cfg.train.resume, modules, schedulers, loader_rng)
-    out_dir = Path(cfg.train.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(
-        cfg,
-        modules,
-        schedulers,
-        loader_rng,
-        prep,
-        dataset,
-        in_channels,
-        device,
-        tracker or NullTracker(),
-        out_dir / "last.pt",
-        dataset_fingerprint=_fingerprint_hash(dataset.root),
+    trainer = Trainer(
+        cfg=cfg,
+        runtime=runtime,
+        plain=modules,
+        trained=_wrap(modules, runtime, cfg),
+        schedulers=schedulers,
+        sampler=sampler,
+        loader=loader,
+        tracker=tracker or NullTracker(),
+        checkpoint=out_dir / CHECKPOINT_NAME,
+        static_payload=_static_payload(cfg, prep, in_channels, dataset),
+        adversarial=_adversarial(cfg),
+        validate=lambda generator: validate(
+            generator, val_volumes, prep, inference_strategy(cfg), device, cfg.train.bf16
+        ),
     )
-    task = f"{dataset.source_modality}->{dataset.target_modality}"
-    run.run_id = run.tracker.start(
-        cfg.experiment_name,
-        cfg.name,
-        flatten_config(cfg),
-        tags={"medxlate.version": __version__, "medxlate.task": task},
-        resume_run_id=resume_run_id,
-    )
-    adversarial = _adversarial(cfg)
+    if runtime.distributed and cfg.train.seed is not None:
+        seed_everything(cfg.train.seed + 7919 * runtime.rank)  # distinct dropout/flip streams per rank
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.progress.run_id = _start_tracking(cfg, trainer, dataset, resume_from)
     result: ValidationResult | None = None
     status = "FAILED"
     try:
-        for epoch in range(start_epoch, cfg.train.epochs):
-            step = _train_epoch(cfg, modules, loader, adversarial, run.tracker, device, epoch, step)
-            result = run.end_of_epoch(epoch, step, val_volumes)
-        run.log_final_artifacts(result)
+        with StopRequest() as stop:
+            result = trainer.run(stop)
+        if runtime.is_main:
+            _log_final_artifacts(cfg, trainer.tracker, trainer.checkpoint, result)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # TrainingInterrupted included: the checkpoint is on disk
         status = "KILLED"
         raise
     finally:
-        run.tracker.end(status)
-    if result is None:  # resumed a run that had already finished all epochs
-        result = validate(modules.generator, val_volumes, prep, run.strategy, device, cfg.train.bf16)
+        trainer.tracker.end(status)
+    if result is None and runtime.is_main:  # resumed a run that had already finished all epochs
+        result = trainer.validate(modules.generator)
     return TrainResult(
-        run_id=run.run_id,
-        checkpoint=run.checkpoint,
-        metrics=result.metrics,
-        montage=out_dir / "val_montage.png" if result.montage is not None else None,
-        per_case=result.per_case,
+        run_id=trainer.progress.run_id,
+        checkpoint=trainer.checkpoint,
+        metrics=result.metrics if result else {},
+        montage=out_dir / "val_montage.png" if result is not None and result.montage is not None else None,
+        per_case=result.per_case if result else {},
+        rank=runtime.rank,
+    )
+
+
+def _wrap(modules: GanModules, runtime: Runtime, cfg: ExperimentConfig) -> GanModules:
+    """The networks as the training step calls them (DDP, SyncBatchNorm, channels-last, compiled)."""
+    flags = (cfg.train.channels_last, cfg.train.compile)
+    generator, modules.generator = prepare_module(modules.generator, runtime, *flags)
+    discriminator, modules.discriminator = prepare_module(modules.discriminator, runtime, *flags)
+    judge = torch.compile(modules.discriminator) if cfg.train.compile else modules.discriminator
+    return GanModules(generator, discriminator, modules.optimizer_g, modules.optimizer_d, judge)
+
+
+def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, dataset: Any) -> dict[str, Any]:
+    """Checkpoint content that does not change during the run."""
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "preprocessing": prep.to_dict(),
+        "generator_spec": generator_spec(cfg, in_channels),
+        "inference": strategy_to_dict(inference_strategy(cfg)),
+        "source_modality": dataset.source_modality,
+        "target_modality": dataset.target_modality,
+        "dataset_fingerprint": _fingerprint_hash(dataset.root),
+        "medxlate_version": __version__,
+    }
+
+
+def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resume_from: Path | None) -> str | None:
+    """Open (or continue) the tracked run; a resumed run records where it resumed from."""
+    tags = {
+        "medxlate.version": __version__,
+        "medxlate.task": f"{dataset.source_modality}->{dataset.target_modality}",
+        "medxlate.world_size": str(trainer.runtime.world_size),
+    }
+    if resume_from is not None:
+        tags["medxlate.resumed_at_step"] = str(trainer.progress.step)
+    return trainer.tracker.start(
+        cfg.experiment_name, cfg.name, flatten_config(cfg), tags=tags, resume_run_id=trainer.progress.run_id
     )
 
 
@@ -233,46 +236,6 @@ def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[
     return prep, train_volumes, val_volumes
 
 
-def _train_epoch(
-    cfg: ExperimentConfig,
-    modules: GanModules,
-    loader: DataLoader,
-    adversarial: Any,
-    tracker: Tracker,
-    device: torch.device,
-    epoch: int,
-    step: int,
-) -> int:
-    modules.generator.train()
-    modules.discriminator.train()
-    limit = cfg.train.max_steps_per_epoch or len(loader)
-    progress = tqdm(
-        loader,
-        total=min(limit, len(loader)),
-        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-        leave=False,
-        dynamic_ncols=True,
-    )
-    for batch_number, batch in enumerate(progress):
-        if batch_number >= limit:
-            break
-        losses = train_step(
-            modules,
-            batch["source"].to(device),
-            batch["target"].to(device),
-            adversarial,
-            cfg.loss.lambda_l1,
-            cfg.train.bf16,
-        )
-        step += 1
-        if step % cfg.train.log_every == 0 or batch_number == 0:
-            values = {f"train/{name}": float(value) for name, value in losses.items()}
-            tracker.log_metrics(values, step=step)
-            progress.set_postfix(d=f"{values['train/loss_d']:.3f}", g=f"{values['train/loss_g']:.3f}")
-    progress.close()
-    return step
-
-
 def _adversarial(cfg: ExperimentConfig) -> Any:
     from medxlate.models import get_adversarial_loss
 
@@ -287,22 +250,16 @@ def _fingerprint_hash(root: Path) -> str | None:
     return fingerprint_hash(fingerprint) if fingerprint else None
 
 
-def _restore(
-    path: Path, modules: GanModules, schedulers: list[Any], loader_rng: torch.Generator
-) -> tuple[int, int, str | None]:
-    content = load_checkpoint(path)
-    try:
-        modules.generator.load_state_dict(content["generator"])
-        modules.discriminator.load_state_dict(content["discriminator"])
-        modules.optimizer_g.load_state_dict(content["optimizer_g"])
-        modules.optimizer_d.load_state_dict(content["optimizer_d"])
-        for scheduler, state in zip(schedulers, content["schedulers"], strict=True):
-            scheduler.load_state_dict(state)
-        loader_rng.set_state(content["loader_rng"])
-        torch.set_rng_state(content["torch_rng"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise ConfigError(f"train.resume: {path} does not match this config's model: {e}") from e
-    return int(content["epoch"]), int(content["step"]), content.get("mlflow_run_id")
+def _log_final_artifacts(cfg: ExperimentConfig, tracker: Tracker, checkpoint: Path, result: Any) -> None:
+    """Montage PNG, checkpoint and resolved config into the tracker (rank 0)."""
+    out_dir = checkpoint.parent
+    montage_path = _write_montage(result, out_dir)
+    tracker.log_artifact(checkpoint, "model")
+    if montage_path is not None:
+        tracker.log_artifact(montage_path, "images")
+    config_path = out_dir / "config.yaml"
+    _write_config(cfg, config_path)
+    tracker.log_artifact(config_path, "config")
 
 
 def _write_montage(result: ValidationResult | None, out_dir: Path) -> Path | None:
@@ -320,8 +277,3 @@ def _write_config(cfg: ExperimentConfig, path: Path) -> None:
     import yaml
 
     write_bytes_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode("utf-8"))
-
-
-def _summary(values: dict[str, float]) -> str:
-    keys = ("ssim_body", "psnr_body", "mae_body")
-    return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)

@@ -64,11 +64,12 @@ def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> 
     generator.to(device)
     discriminator.to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
+    fused = device.type == "cuda"  # one fused kernel per parameter group on CUDA
     modules = GanModules(
         generator=generator,
         discriminator=discriminator,
-        optimizer_g=torch.optim.Adam(generator.parameters(), lr=cfg.train.lr, betas=betas),
-        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=cfg.train.lr, betas=betas),
+        optimizer_g=torch.optim.Adam(generator.parameters(), lr=cfg.train.lr, betas=betas, fused=fused),
+        optimizer_d=torch.optim.Adam(discriminator.parameters(), lr=cfg.train.lr, betas=betas, fused=fused),
     )
     return modules, required_multiple(generator)
 

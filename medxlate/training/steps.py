@@ -11,12 +11,19 @@ from medxlate.inference.runner import autocast_context
 
 @dataclass
 class GanModules:
-    """Networks and optimisers of a conditional GAN."""
+    """Networks and optimisers of a conditional GAN.
+
+    ``discriminator_in_g_step`` is the discriminator as called in the generator update, where its
+    parameters take no gradient. Under DDP it is the network without the DDP wrapper: a DDP
+    forward whose parameters do not require grad would leave DDP waiting for gradients that never
+    come. ``None`` means ``discriminator``.
+    """
 
     generator: torch.nn.Module
     discriminator: torch.nn.Module
     optimizer_g: torch.optim.Optimizer
     optimizer_d: torch.optim.Optimizer
+    discriminator_in_g_step: torch.nn.Module | None = None
 
 
 def train_step(
@@ -28,6 +35,12 @@ def train_step(
     bf16: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Update D on (real, fake) pairs, then G on adversarial + L1 loss (Isola et al. 2017).
+
+    Under DistributedDataParallel: D's two forward passes (real, fake) feed one backward, so each
+    parameter's gradient is all-reduced once (no ``no_sync`` is needed: there is no gradient
+    accumulation across backward calls); DDP broadcasts rank 0's buffers (BatchNorm statistics) at
+    each D forward. G's update calls D without its DDP wrapper and with ``requires_grad`` off, so
+    only G's gradients are reduced, by G's own DDP wrapper, in its single backward.
 
     Args:
         modules: Generator, discriminator and their optimisers.
@@ -61,8 +74,9 @@ def train_step(
     for param in discriminator.parameters():
         param.requires_grad_(False)
     modules.optimizer_g.zero_grad(set_to_none=True)
+    judge = modules.discriminator_in_g_step or discriminator
     with autocast_context(device, bf16):
-        fake_logits = discriminator(torch.cat([source, fake], dim=1))
+        fake_logits = judge(torch.cat([source, fake], dim=1))
     loss_g, parts = pix2pix_generator_loss(
         fake_logits.float(), fake.float(), target.float(), adversarial, lambda_l1=lambda_l1
     )
