@@ -86,11 +86,11 @@ class MlflowTracker:
             raise
         return True
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """Buffer metrics; flushed in batches."""
+    def log_metrics(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """Buffer metrics; flushed in batches. ``timestamp_ms`` defaults to now."""
         from mlflow.entities import Metric
 
-        stamp = int(time.time() * 1000)
+        stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         self._buffer.extend(Metric(k, float(v), stamp, step) for k, v in metrics.items())
         if len(self._buffer) >= _MAX_BATCH:
             self.flush()

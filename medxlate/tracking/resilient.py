@@ -7,11 +7,17 @@ records go, in order, to a background thread that calls the wrapped tracker; whe
 (server down, network gone) the failure is reported once, training goes on, and the same call is
 retried every ``retry_interval_s`` until it succeeds. :meth:`end` waits at most ``drain_timeout_s``
 for the backlog before closing the run.
+
+Metrics keep the timestamp of their first logging. :meth:`undelivered` lists those not yet
+confirmed; the training loop stores them in each checkpoint and :meth:`resend` replays them after a
+resume, so a SIGKILL between a checkpoint and the delivery of its records loses nothing (MLflow's
+SQL stores ignore an identical metric row sent twice).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import queue
 import threading
@@ -26,22 +32,30 @@ from medxlate.tracking.base import Tracker
 logger = logging.getLogger(__name__)
 
 
+Record = tuple[dict[str, float], int, int]  # metrics, step, timestamp (ms) fixed when first logged
+
+
 class _MetricsDelivery:
     """Hand metrics to the wrapped tracker once, then flush it (the flush alone is retried)."""
 
-    def __init__(self, inner: Tracker, records: list[tuple[dict[str, float], int]]) -> None:
-        self.inner, self.records, self.handed = inner, records, False
+    def __init__(self, owner: ResilientTracker, records: list[Record]) -> None:
+        self.owner, self.records, self.handed = owner, records, False
 
     def __call__(self) -> None:
+        inner = self.owner.inner
         if not self.handed:
-            for metrics, step in self.records:
+            for metrics, step, stamp in self.records:
                 # the values are buffered before a failing automatic flush, which is retried below
                 with contextlib.suppress(Exception):
-                    self.inner.log_metrics(metrics, step)
+                    if self.owner.keeps_timestamps:
+                        inner.log_metrics(metrics, step, timestamp_ms=stamp)  # type: ignore[call-arg]
+                    else:
+                        inner.log_metrics(metrics, step)
             self.handed = True
-        flush = getattr(self.inner, "flush", None)
+        flush = getattr(inner, "flush", None)
         if flush is not None:
             flush()
+        self.owner.delivered(self.records)
 
 
 class ResilientTracker:
@@ -57,7 +71,10 @@ class ResilientTracker:
         self.inner = inner
         self.retry_interval_s = retry_interval_s
         self.drain_timeout_s = drain_timeout_s
-        self._metrics: list[tuple[dict[str, float], int]] = []
+        self._metrics: list[Record] = []
+        self._unconfirmed: list[Record] = []
+        self._lock = threading.Lock()
+        self.keeps_timestamps = "timestamp_ms" in inspect.signature(inner.log_metrics).parameters
         self._calls: list[Callable[[], None]] = []
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
         self._closing = threading.Event()
@@ -83,7 +100,29 @@ class ResilientTracker:
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Hold metrics until the next :meth:`commit`."""
-        self._metrics.append(({k: float(v) for k, v in metrics.items()}, step))
+        self._metrics.append(({k: float(v) for k, v in metrics.items()}, int(step), int(time.time() * 1000)))
+
+    def undelivered(self) -> list[Record]:
+        """Metrics logged but not confirmed delivered (held, queued or being retried), oldest first."""
+        with self._lock:
+            return [*self._unconfirmed, *self._metrics]
+
+    def resend(self, records: list[Record]) -> None:
+        """Queue metrics again (from a checkpoint's backlog); identical rows are ignored by the store."""
+        batch = [({k: float(v) for k, v in m.items()}, int(step), int(stamp)) for m, step, stamp in records]
+        if batch:
+            self._queue_metrics(batch)
+
+    def delivered(self, records: list[Record]) -> None:
+        """Called by the delivery thread once ``records`` reached the store."""
+        with self._lock:
+            done = {id(record) for record in records}
+            self._unconfirmed = [record for record in self._unconfirmed if id(record) not in done]
+
+    def _queue_metrics(self, records: list[Record]) -> None:
+        with self._lock:
+            self._unconfirmed.extend(records)
+        self._calls.append(_MetricsDelivery(self, records))
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Hold an image until the next :meth:`commit`."""
@@ -95,14 +134,14 @@ class ResilientTracker:
 
     def _hold(self, call: Callable[[], None]) -> None:
         if self._metrics:  # keep the order in which things were logged
-            self._calls.append(_MetricsDelivery(self.inner, self._metrics))
+            self._queue_metrics(self._metrics)
             self._metrics = []
         self._calls.append(call)
 
     def commit(self) -> None:
         """Send everything held so far (call after the checkpoint that covers it is on disk)."""
         if self._metrics:
-            self._calls.append(_MetricsDelivery(self.inner, self._metrics))
+            self._queue_metrics(self._metrics)
             self._metrics = []
         for call in self._calls:
             self._queue.put(call)

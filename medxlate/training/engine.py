@@ -71,6 +71,15 @@ class Trainer:
     validate: Callable[[torch.nn.Module], Any]
     progress: Progress = field(default_factory=Progress)
     last_metrics: dict[str, float] = field(default_factory=dict)
+    backlog: list[Any] = field(default_factory=list)
+
+    def replay_backlog(self) -> None:
+        """Send again the metrics the resumed checkpoint recorded as possibly undelivered."""
+        resend = getattr(self.tracker, "resend", None)
+        if resend is not None and self.backlog:
+            resend(self.backlog)
+            self.tracker.commit()
+        self.backlog = []
 
     # ------------------------------------------------------------------ resume
     def restore(self, path: Path) -> None:
@@ -96,6 +105,7 @@ class Trainer:
             scheduler.load_state_dict(state)
         position = int(content.get("position", 0))
         self.progress = Progress(int(content["epoch"]), position, int(content["step"]), content.get("mlflow_run_id"))
+        self.backlog = list(content.get("tracking_backlog", []))
         if "sampler" in content:
             self.sampler.load_state_dict({**content["sampler"], "epoch": self.progress.epoch, "position": position})
         states = content.get("rng_states") or []
@@ -135,6 +145,7 @@ class Trainer:
             "world_size": self.runtime.world_size,
             "metrics": dict(self.last_metrics),
             "mlflow_run_id": self.progress.run_id,
+            "tracking_backlog": [list(r) for r in getattr(self.tracker, "undelivered", list)()],
         }
         save_checkpoint(payload, self.checkpoint)
         commit = getattr(self.tracker, "commit", None)
@@ -154,6 +165,8 @@ class Trainer:
         result = None
         for epoch in range(self.progress.epoch, self.cfg.train.epochs):
             self.sampler.set_epoch(epoch, self.progress.position)
+            if self.loader.generator is not None:  # worker seeds: a function of (seed, epoch) alone
+                self.loader.generator.manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
             self._train_epoch(epoch, stop)
             result = self._end_of_epoch(epoch)
             self.progress.epoch, self.progress.position = epoch + 1, 0

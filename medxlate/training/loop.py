@@ -125,6 +125,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         slices,
         batch_sampler=sampler,
         num_workers=cfg.train.num_workers,
+        generator=torch.Generator(),  # reseeded per epoch by the trainer; never draws from the global RNG
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
@@ -155,6 +156,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     trainer.progress.run_id = _start_tracking(cfg, trainer, dataset, resume_from)
+    trainer.replay_backlog()
     result: ValidationResult | None = None
     status = "FAILED"
     try:
