@@ -35,12 +35,7 @@ fi
 
 # The GPU image may lack the pure-Python dependencies: install them from WHEELS (a folder of wheels
 # carried to the machine) when set, else name what is missing.
-missing=$("$py" - <<'PY'
-import importlib.util
-names = ["monai", "nibabel", "pydicom", "SimpleITK", "mlflow", "pydantic", "yaml", "typer", "skimage", "scipy"]
-print(" ".join(n for n in names if importlib.util.find_spec(n) is None))
-PY
-)
+missing=$("$py" -c 'import importlib.util as u; names = "monai nibabel pydicom SimpleITK mlflow pydantic yaml typer skimage scipy".split(); print(" ".join(n for n in names if u.find_spec(n) is None))')
 if [[ -n "$missing" ]]; then
   if [[ -n "${WHEELS:-}" ]]; then
     "$py" -m pip install --quiet --no-index --find-links "$WHEELS" -e . >"$out/install.log" 2>&1 \
