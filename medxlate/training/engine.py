@@ -203,11 +203,15 @@ class Trainer:
             bar.update(1)
             if progress.step % cfg.train.log_every == 0 or progress.position == 1:
                 self._log_losses(losses, bar)
-            if runtime.any_flag(stop.requested):
+            due = bool(every and progress.step % every == 0 and progress.position < limit)
+            # Ranks agree on stopping through an all-reduce (a host sync), so under torchrun the flag
+            # is checked only on logged and checkpoint steps; one process checks it every step.
+            check = not runtime.distributed or due or progress.step % cfg.train.log_every == 0
+            if check and runtime.any_flag(stop.requested):
                 self.save(epoch, progress.position)
                 bar.close()
                 raise TrainingInterrupted(stop.signum or 15, self.checkpoint if runtime.is_main else None)
-            if every and progress.step % every == 0 and progress.position < limit:
+            if due:
                 self.save(epoch, progress.position)
         bar.close()
 
