@@ -39,7 +39,7 @@ class _Server:
         if wait:
             self.wait_healthy()
 
-    def wait_healthy(self, timeout_s: float = 120) -> None:
+    def wait_healthy(self, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
