@@ -22,7 +22,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ $dry_run == 1 ]]; then
   train_args=(--tiny --device cpu --steps 1 --warmup 0 --mlflow-steps 20)
   metrics_args=(--repeats 1 --warmup 0)
-  test_timeout=300
+  train_limit=600 metrics_limit=600 test_timeout=600  # a busy CPU; the 8-minute budget is for the GPU run
 else
   if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA device visible to $py: use --dry-run to check the script on CPU" >&2
@@ -30,7 +30,7 @@ else
   fi
   train_args=(--device cuda --batch 64 --compile)
   metrics_args=(--repeats 7)
-  test_timeout=90
+  train_limit=270 metrics_limit=90 test_timeout=90
 fi
 
 # The GPU image may lack the pure-Python dependencies: install them from WHEELS (a folder of wheels
@@ -70,8 +70,8 @@ except (OSError, subprocess.TimeoutExpired):
 json.dump(info, open(sys.argv[1], "w"), indent=2)
 PY
 
-run_step train_speed 270 "$py" -m benchmarks.train_speed "${train_args[@]}" --out "$out/train_speed.json"
-run_step metrics_speed 90 "$py" -m benchmarks.metrics_speed "${metrics_args[@]}" --out "$out/metrics_speed.json"
+run_step train_speed "$train_limit" "$py" -m benchmarks.train_speed "${train_args[@]}" --out "$out/train_speed.json"
+run_step metrics_speed "$metrics_limit" "$py" -m benchmarks.metrics_speed "${metrics_args[@]}" --out "$out/metrics_speed.json"
 run_step gpu_tests "$test_timeout" "$py" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$out/gpu_tests.xml"
 
 "$py" - "$out" <<'PY'
