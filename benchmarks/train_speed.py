@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             baseline = baseline or seconds
             rows.append(row)
             print(_format(row), flush=True)
+            _write(args.out, {"rows": [asdict(r) for r in rows], "partial": True})  # kept if a limit stops us
     overhead = None if args.no_mlflow else mlflow_overhead(args.mlflow_steps)
     if overhead:
         print("mlflow overhead: " + ", ".join(f"{k}={v:.3f}" for k, v in overhead.items()), flush=True)
@@ -245,8 +246,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
+
+
+def _write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
 
 
 def _format(row: Row) -> str:
@@ -282,11 +288,9 @@ def main() -> None:
     args.batch = args.batch or (64 if cuda else 4)
     args.steps = args.steps or (20 if cuda else 2)
     args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
-    out = args.out or Path(f"benchmarks/results/train_speed_{'cuda' if cuda else 'cpu'}.json")
-    report = run(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"written: {out}")
+    args.out = args.out or Path(f"benchmarks/results/train_speed_{'cuda' if cuda else 'cpu'}.json")
+    _write(args.out, run(args))
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":
