@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from medxlate.checkpoint import load_checkpoint
 from medxlate.config import validate_config
 from medxlate.data.prepare import prepare_dataset
 from medxlate.tracking.mlflow_tracker import MlflowTracker
 from medxlate.tracking.resilient import ResilientTracker
-from medxlate.training import fit, load_checkpoint
+from medxlate.training import fit
 from tests.conftest import tiny_config
 
 

@@ -15,13 +15,14 @@ import pytest
 import torch
 import yaml
 
+from medxlate.checkpoint import load_checkpoint
 from medxlate.config import validate_config
 from medxlate.data.prepare import prepare_dataset
 from medxlate.errors import CheckpointError, ConfigError, TrainingInterrupted
 from medxlate.tracking import NullTracker
 from medxlate.tracking.mlflow_tracker import MlflowTracker
 from medxlate.tracking.resilient import ResilientTracker
-from medxlate.training import fit, load_checkpoint
+from medxlate.training import fit
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]

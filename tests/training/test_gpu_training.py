@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from medxlate.checkpoint import load_checkpoint
 from medxlate.config import validate_config
 from medxlate.data.prepare import prepare_dataset
 from medxlate.models import build_discriminator, build_generator, get_adversarial_loss
-from medxlate.training import fit, load_checkpoint
+from medxlate.training import fit
 from medxlate.training.steps import GanModules, train_step
 from tests.conftest import tiny_config
 
