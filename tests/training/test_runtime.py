@@ -55,14 +55,26 @@ def test_prepare_module_without_ddp_keeps_the_network() -> None:
     assert plain[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_cli_exit_code_after_a_stop_signal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    from medxlate import cli
+def test_cli_exit_code_after_a_stop_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import sys
 
-    def stopped(**kwargs: object) -> None:
+    import yaml
+
+    from medxlate import api, cli
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, tmp_path / "run")))
+    seen = {}
+
+    def stopped(cfg: object, tracker: object = None) -> None:
+        seen["resume"] = cfg.train.resume  # type: ignore[attr-defined]
         raise TrainingInterrupted(signal.SIGTERM, Path("out/last.pt"))
 
-    monkeypatch.setattr(cli, "app", stopped)
+    monkeypatch.setattr(api, "train", stopped)
+    monkeypatch.setattr(sys, "argv", ["medxlate", "train", str(config), "--resume"])
     with pytest.raises(SystemExit) as exited:
         cli.main()
-    assert exited.value.code == 128 + signal.SIGTERM
+    assert exited.value.code == 128 + signal.SIGTERM and seen["resume"] == "latest"
     assert "stopped by SIGTERM; checkpoint out/last.pt; continue with --resume" in capsys.readouterr().err
