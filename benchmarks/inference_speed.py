@@ -49,11 +49,11 @@ from medxlate.inference import SlidingWindowStrategy, Translator, infer_volume, 
 from medxlate.models import build_generator
 from medxlate.transforms import Preprocessing, window_to_unit
 
-# the 3D recipe's generator and window (configs/ct2mr_3d.yaml); override with the flags
+# the 3D demo recipe's generator and inference settings (pipelines/ct2mr_3d.yaml); override with the flags
 DEFAULT_MODEL = {"num_downs": 4, "ngf": 16, "norm": "batch", "dropout": 0.5}
-DEFAULT_ROI = (64, 64, 64)
+DEFAULT_ROI = (96, 96, 16)
 DEFAULT_OVERLAP = 0.25
-DEFAULT_SW_BATCH = 4
+DEFAULT_SW_BATCH = 16
 WINDOW_HU = (-1000.0, 1000.0)
 SPACING_MM = (0.703125, 0.703125, 2.5)  # LIDC-IDRI-0001's
 
