@@ -161,3 +161,17 @@ def test_out_of_memory_at_one_window_is_a_clear_error() -> None:
     assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
     with pytest.raises(DeviceMemoryError, match="whole axial slices"):
         infer_volume(OutOfMemoryAbove(limit=0), torch.zeros(1, 8, 8, 3), SliceStrategy(sw_batch_size=1), 1, CPU)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_windows_match_cpu_fp32() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    torch.manual_seed(0)
+    generator = build_generator("unet", 3, 1, 1, num_downs=3, ngf=8).eval()
+    source = torch.rand(1, 40, 36, 20) * 2 - 1
+    strategy = SlidingWindowStrategy(roi_size=(16, 16, 16), overlap=0.25, sw_batch_size=4)
+    expected = infer_volume(generator, source, strategy, 8, CPU, bf16=False)
+    output = infer_volume(generator.cuda(), source, strategy, 8, torch.device("cuda"), bf16=True)
+    assert output.dtype == torch.float32 and output.device.type == "cpu"
+    torch.testing.assert_close(output, expected, rtol=0, atol=3e-2)  # bf16 keeps 8 significant bits
