@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Every GPU benchmark and the GPU-marked tests in one go, JSON results in one folder, < 8 minutes.
+# Every GPU benchmark and the GPU-marked tests in one go, JSON results in one folder, < 9 minutes.
 #
 #   benchmarks/gpu.sh [OUT_DIR]            # on a machine with a CUDA GPU (from the repository root)
 #   benchmarks/gpu.sh --dry-run [OUT_DIR]  # tiny sizes on CPU in about a minute: checks the script
 #
 # Environment: PYTHON (default: .venv/bin/python if present, else python3); WHEELS (a folder of
 # wheels to install missing dependencies from, offline). Each step has its own
-# time limit (train_speed 270 s, metrics_speed 90 s, GPU tests 90 s) so the whole run ends within
-# 8 minutes; a step that fails or times out is recorded in summary.json and the others still run.
-# Output: OUT_DIR/{environment.json, train_speed.json, metrics_speed.json, gpu_tests.json,
+# time limit (train_speed 270 s, metrics_speed 90 s, inference_speed 60 s, GPU tests 90 s) so the run ends within
+# 9 minutes; a step that fails or times out is recorded in summary.json and the others still run.
+# Output: OUT_DIR/{environment.json, train_speed.json, metrics_speed.json, inference_speed.json, gpu_tests.json,
 # summary.json} and one .log per step (default OUT_DIR: benchmarks/results/gpu-<UTC time>).
 set -uo pipefail
 
@@ -22,7 +22,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ $dry_run == 1 ]]; then
   train_args=(--tiny --device cpu --steps 1 --warmup 0 --mlflow-steps 20)
   metrics_args=(--repeats 1 --warmup 0)
-  train_limit=600 metrics_limit=600 test_timeout=600  # a busy CPU; the 8-minute budget is for the GPU run
+  inference_args=(--device cpu --shape 32 32 16 --roi 16 16 16 --num-downs 2 --ngf 4)
+  train_limit=600 metrics_limit=600 test_timeout=600 inference_limit=600  # a busy CPU; the 8-minute budget is for the GPU run
 else
   if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA device visible to $py: use --dry-run to check the script on CPU" >&2
@@ -30,7 +31,8 @@ else
   fi
   train_args=(--device cuda --batch 64 --compile)
   metrics_args=(--repeats 7)
-  train_limit=270 metrics_limit=90 test_timeout=90
+  inference_args=(--device cuda --shape 512 512 300)
+  train_limit=270 metrics_limit=90 test_timeout=90 inference_limit=60
 fi
 
 # The GPU image may lack the pure-Python dependencies: install them from WHEELS (a folder of wheels
@@ -72,6 +74,7 @@ PY
 
 run_step train_speed "$train_limit" "$py" -m benchmarks.train_speed "${train_args[@]}" --out "$out/train_speed.json"
 run_step metrics_speed "$metrics_limit" "$py" -m benchmarks.metrics_speed "${metrics_args[@]}" --out "$out/metrics_speed.json"
+run_step inference_speed "$inference_limit" "$py" -m benchmarks.inference_speed "${inference_args[@]}" --out "$out/inference_speed.json"
 run_step gpu_tests "$test_timeout" "$py" -m pytest -m gpu -q -p no:cacheprovider --junitxml="$out/gpu_tests.xml"
 
 "$py" - "$out" <<'PY'
@@ -93,7 +96,7 @@ PY
 {
   echo "{"
   first=1
-  for name in train_speed metrics_speed gpu_tests; do
+  for name in train_speed metrics_speed inference_speed gpu_tests; do
     [[ $first == 1 ]] || echo ","
     first=0
     printf '  "%s": %s' "$name" "${status[$name]}"
@@ -102,6 +105,6 @@ PY
 } >"$out/summary.json"
 cat "$out/summary.json"
 echo "results in $out"
-for name in train_speed metrics_speed gpu_tests; do
+for name in train_speed metrics_speed inference_speed gpu_tests; do
   [[ "${status[$name]}" == *'"exit_code": 0,'* ]] || exit 1
 done
