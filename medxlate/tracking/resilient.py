@@ -192,7 +192,7 @@ class ResilientTracker:
                     self.failures += 1
                     if not failing:
                         logger.warning(
-                            "tracking call failed (%s: %s); training goes on, retrying every %.0f s",
+                            "tracking call failed (%s: %s); training goes on, retrying every %.3g s",
                             type(e).__name__,
                             str(e).splitlines()[0][:200] if str(e) else "",
                             self.retry_interval_s,

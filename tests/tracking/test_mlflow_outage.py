@@ -3,7 +3,10 @@ loses a checkpoint, and every metric arrives once the server is back (slow: serv
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +39,9 @@ class _Server:
     def start(self, wait: bool = True) -> None:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db", "--workers", "1"]
-        self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         if wait:
             self.wait_healthy()
 
@@ -51,9 +56,15 @@ class _Server:
         raise TimeoutError("mlflow server did not start")
 
     def stop(self) -> None:
+        """Stop the server and its workers (uvicorn, job runners: one process group)."""
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+            group = os.getpgid(self.process.pid)
+            os.killpg(group, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)  # workers that ignore SIGTERM
+            self.process.wait(timeout=15)
             self.process = None
 
 
