@@ -206,11 +206,14 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     as_json: JsonOption = False,
+    protocol: Annotated[
+        str, typer.Option(help="default, or synthrad2025 (the SynthRAD2025 challenge's MAE/PSNR/MS-SSIM of a sCT).")
+    ] = "default",
 ) -> None:
     """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON)."""
     from medxlate.evaluation import evaluate as run_evaluation
 
-    result = run_evaluation(checkpoint, dataset, out_dir, split=split, device=device, progress=True)
+    result = run_evaluation(checkpoint, dataset, out_dir, split=split, device=device, progress=True, protocol=protocol)
     if as_json:
         _echo_json(
             {

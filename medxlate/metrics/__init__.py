@@ -15,7 +15,9 @@ exactly the images' spatial sizes.
 from __future__ import annotations
 
 from medxlate.metrics.accumulator import MetricAccumulator
+from medxlate.metrics.multiscale import ms_ssim
 from medxlate.metrics.pixelwise import mae, psnr
 from medxlate.metrics.structural import ssim
+from medxlate.metrics.synthrad import synthrad2025
 
-__all__ = ["MetricAccumulator", "mae", "psnr", "ssim"]
+__all__ = ["MetricAccumulator", "mae", "ms_ssim", "psnr", "ssim", "synthrad2025"]

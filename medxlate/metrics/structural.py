@@ -67,7 +67,6 @@ def ssim(
         raise InputDataError(f"ssim: sigma and truncate must be positive, got sigma={sigma}, truncate={truncate}")
     if not (k1 >= 0 and k2 >= 0):
         raise InputDataError(f"ssim: k1 and k2 must be non-negative, got k1={k1}, k2={k2}")
-    spatial_dims = x.ndim - 2
     kernel = gaussian_kernel1d(sigma, truncate, dtype=x.dtype, device=x.device)
     radius = kernel.numel() // 2
     if min(x.shape[2:]) < kernel.numel():
@@ -76,6 +75,39 @@ def ssim(
             f"(sigma={sigma}, truncate={truncate}), got shape {tuple(x.shape)}"
         )
 
+    c1 = (k1 * crange) ** 2
+    c2 = (k2 * crange) ** 2
+    luminance, contrast_structure = ssim_terms(x, y, kernel, c1, c2)
+    ssim_map = luminance * contrast_structure
+    spatial = tuple(range(2, x.ndim))
+
+    if bool_mask is not None:
+        for axis in spatial:  # keep the mask voxels where the SSIM map is defined
+            bool_mask = bool_mask.narrow(axis, radius, bool_mask.shape[axis] - 2 * radius)
+    return pair.result(masked_sample_mean(ssim_map, bool_mask))
+
+
+def ssim_terms(
+    x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, c1: float | torch.Tensor, c2: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luminance and contrast-structure maps of SSIM on the valid region (Gaussian local moments).
+
+    Variances are computed as ``E[x²] - E[x]²`` on inputs centred by a per-sample, per-channel
+    offset (the mean of both images), which removes float32 cancellation for data with a large
+    offset; the luminance term adds the offset back.
+
+    Args:
+        x: ``(B, C, *spatial)`` in the compute dtype.
+        y: Same shape as ``x``.
+        kernel: Symmetric 1D window of odd length ``2r + 1`` (same dtype and device).
+        c1: Luminance constant ``(k1 * data_range)²`` (number or broadcastable tensor).
+        c2: Contrast constant ``(k2 * data_range)²``.
+
+    Returns:
+        ``(2 ux uy + c1) / (ux² + uy² + c1)`` and ``(2 cov + c2) / (vx + vy + c2)``, each
+        ``(B, C, *(s - 2r))``.
+    """
+    spatial_dims = x.ndim - 2
     spatial = tuple(range(2, x.ndim))
     # the offset cancels in every term; detached because the result does not depend on it
     offset = (0.5 * (x.mean(dim=spatial, keepdim=True) + y.mean(dim=spatial, keepdim=True))).detach()
@@ -87,8 +119,6 @@ def ssim(
     e_xx = filter_valid(xc * xc, kernel, spatial_dims)
     e_yy = filter_valid(yc * yc, kernel, spatial_dims)
     e_xy = filter_valid(xc * yc, kernel, spatial_dims)
-    c1 = (k1 * crange) ** 2
-    c2 = (k2 * crange) ** 2
     # fused and in-place ops on fresh intermediates only (autograd-safe): ~12 passes instead of ~22
     mean_x, mean_y = mu_x + offset, mu_y + offset
     lum_den = (mean_x * mean_x).addcmul_(mean_y, mean_y).add_(c1)  # ux² + uy² + c1
@@ -96,9 +126,4 @@ def ssim(
     lum_num = torch.addcmul(lum_den, diff, diff, value=-1)  # 2 ux uy + c1, without cancellation
     cs_den = (e_xx + e_yy).addcmul_(mu_x, mu_x, value=-1).addcmul_(mu_y, mu_y, value=-1).add_(c2)  # vx + vy + c2
     cs_num = torch.addcmul(e_xy, mu_x, mu_y, value=-1).mul_(2).add_(c2)  # 2 cov + c2
-    ssim_map = (lum_num * cs_num) / (lum_den * cs_den)
-
-    if bool_mask is not None:
-        for axis in spatial:  # keep the mask voxels where the SSIM map is defined
-            bool_mask = bool_mask.narrow(axis, radius, bool_mask.shape[axis] - 2 * radius)
-    return pair.result(masked_sample_mean(ssim_map, bool_mask))
+    return lum_num / lum_den, cs_num / cs_den
