@@ -233,20 +233,26 @@ def evaluate(
 def translate(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
     input_path: Annotated[Path, typer.Argument(help="Source volume (NIfTI, NRRD, MHA or DICOM folder).")],
-    output_path: Annotated[Path, typer.Argument(help="Output NIfTI (.nii.gz).")],
+    output_path: Annotated[Path, typer.Argument(help="Output NIfTI (.nii.gz), or a new folder with --format dicom.")],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     as_json: JsonOption = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="nifti, or dicom: a series in the source's study (OUTPUT is a folder).")
+    ] = "nifti",
 ) -> None:
     """Translate one volume; the output overlays the input and is marked synthetic."""
+    from medxlate.errors import ConfigError
     from medxlate.inference import Translator
     from medxlate.io.save import sidecar_path
 
+    if output_format not in ("nifti", "dicom"):
+        raise ConfigError(f"--format must be 'nifti' or 'dicom', got {output_format!r}")
     translator = Translator.from_checkpoint(checkpoint, device=device, progress=True)
-    written = translator.translate_file(input_path, output_path)
+    written = translator.translate_file(input_path, output_path, output_format=output_format)  # type: ignore[arg-type]
     if as_json:
         _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
     else:
-        typer.echo(f"synthetic volume: {written}")
+        typer.echo(f"synthetic {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from monai.data import MetaTensor
@@ -225,11 +225,30 @@ class Translator:
         """NIfTI header description marking outputs as synthetic."""
         return SYNTHETIC_DESCRIPTION.format(modality=self.target_modality)
 
-    def translate_file(self, input_path: str | Path, output_path: str | Path) -> Path:
-        """Load, translate and save a volume as NIfTI marked synthetic, with a provenance sidecar.
+    @property
+    def model_name(self) -> str:
+        """Identifier-free name of the model for DICOM descriptions: config name and MLflow run."""
+        parts = [str(self.provenance.get("config_name") or "model")]
+        if self.provenance.get("mlflow_run_id"):
+            parts.append(f"run {self.provenance['mlflow_run_id']}")
+        elif self.provenance.get("checkpoint"):
+            parts.append(Path(str(self.provenance["checkpoint"])).name)
+        return " ".join(parts)
+
+    def translate_file(
+        self, input_path: str | Path, output_path: str | Path, output_format: Literal["nifti", "dicom"] = "nifti"
+    ) -> Path:
+        """Load, translate and save a volume marked synthetic, with a provenance sidecar.
+
+        Args:
+            input_path: Source volume (NIfTI, NRRD, MHA, DICOM series folder or file).
+            output_path: Output NIfTI file, or (``dicom``) a new or empty folder for the series.
+            output_format: ``nifti``, or ``dicom``: a series of the target modality's IOD in the
+                source's study (see :func:`medxlate.io.dicom_export.save_dicom_series`; a non-DICOM
+                input falls back to a new anonymous study, with a warning).
 
         Returns:
-            The written NIfTI path.
+            The written NIfTI path or DICOM folder.
 
         Raises:
             InputDataError: if the input holds NaN/inf voxels (named with its path).
@@ -242,7 +261,20 @@ class Translator:
         check_single_volume(source, str(input_path))
         check_finite_input(source, str(input_path))
         result = self(source)
-        written = save_volume(result, output_path, description=self.description)
+        if output_format == "dicom":
+            from medxlate.io.dicom_export import save_dicom_series
+            from medxlate.io.load import NIFTI_SUFFIXES
+            from medxlate.io.sitk_formats import SITK_SUFFIXES
+
+            name = Path(input_path).name.lower()
+            is_dicom = not name.endswith((*NIFTI_SUFFIXES, *SITK_SUFFIXES))
+            modality = "CT" if self.target_modality.upper() == "CT" else "MR"
+            save_dicom_series(
+                result, output_path, modality=modality, source=input_path if is_dicom else None, model=self.model_name
+            )
+            written = Path(output_path)
+        else:
+            written = save_volume(result, output_path, description=self.description)
         write_provenance(
             written,
             {

@@ -15,6 +15,7 @@ Map:
     dicom_resample.py  pure numpy resampling onto a uniform orthogonal grid
     sitk_formats.py    NRRD/MetaImage via SimpleITK, LPS -> RAS
     save.py            ``save_volume`` (NIfTI, sform/qform, descrip), ``write_provenance``
+    dicom_export.py    ``save_dicom_series``: a synthetic series (CT/MR Image Storage) in the source's study
     atomic.py          temporary file + ``os.replace``
 """
 
