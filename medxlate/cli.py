@@ -232,27 +232,57 @@ def evaluate(
 @app.command()
 def translate(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
-    input_path: Annotated[Path, typer.Argument(help="Source volume (NIfTI, NRRD, MHA or DICOM folder).")],
-    output_path: Annotated[Path, typer.Argument(help="Output NIfTI (.nii.gz), or a new folder with --format dicom.")],
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            help="Source volume (NIfTI, NRRD, MHA, DICOM series folder), or for a batch: a folder of volumes, "
+            "a DICOM tree (every series of the model's source modality) or a prepared dataset."
+        ),
+    ],
+    output_path: Annotated[
+        Path,
+        typer.Argument(help="Output NIfTI (.nii.gz), a new folder with --format dicom, or the batch output folder."),
+    ],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     as_json: JsonOption = False,
     output_format: Annotated[
         str, typer.Option("--format", help="nifti, or dicom: a series in the source's study (OUTPUT is a folder).")
     ] = "nifti",
+    split: Annotated[str, typer.Option(help="Dataset split, when INPUT is a prepared dataset.")] = "test",
 ) -> None:
-    """Translate one volume; the output overlays the input and is marked synthetic."""
-    from medxlate.errors import ConfigError
+    """Translate one volume or a batch; outputs overlay their inputs and are marked synthetic."""
+    from medxlate.errors import ConfigError, InputDataError
     from medxlate.inference import Translator
+    from medxlate.inference.batch import is_batch_input, translate_batch
     from medxlate.io.save import sidecar_path
 
     if output_format not in ("nifti", "dicom"):
         raise ConfigError(f"--format must be 'nifti' or 'dicom', got {output_format!r}")
     translator = Translator.from_checkpoint(checkpoint, device=device, progress=True)
-    written = translator.translate_file(input_path, output_path, output_format=output_format)  # type: ignore[arg-type]
+    if not is_batch_input(input_path):
+        written = translator.translate_file(input_path, output_path, output_format=output_format)  # type: ignore[arg-type]
+        if as_json:
+            _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
+        else:
+            typer.echo(f"synthetic {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
+        return
+    result = translate_batch(
+        translator,
+        input_path,
+        output_path,
+        output_format=output_format,  # type: ignore[arg-type]
+        split=split,
+        progress=not as_json,
+    )
+    counts = {status: sum(r["status"] == status for r in result.rows) for status in ("translated", "skipped", "failed")}
     if as_json:
-        _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
+        _echo_json({"counts": counts, "summary": result.summary_path, "outputs": result.rows})
     else:
-        typer.echo(f"synthetic {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
+        typer.echo(", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary: {result.summary_path}")
+    for row in result.failed:
+        typer.echo(f"failed: {row['input']}: {row['message']}", err=True)
+    if result.failed:
+        raise InputDataError(f"{len(result.failed)} of {len(result.rows)} inputs failed; see {result.summary_path}")
 
 
 @app.command()

@@ -159,6 +159,7 @@ class Translator:
             "epoch": content.get("epoch"),
             "medxlate_version": content.get("medxlate_version"),
             "config_name": config.get("name"),
+            "source_modality": content.get("source_modality"),
         }
         return cls(
             generator,
@@ -254,24 +255,55 @@ class Translator:
             InputDataError: if the input holds NaN/inf voxels (named with its path).
             NonFiniteError: if the translation holds NaN/inf; nothing is written.
         """
-        from medxlate import __version__
-        from medxlate.io import load_volume, save_volume, write_provenance
+        from medxlate.io import load_volume
+        from medxlate.io.load import NIFTI_SUFFIXES
+        from medxlate.io.sitk_formats import SITK_SUFFIXES
 
-        source = load_volume(input_path)
-        check_single_volume(source, str(input_path))
-        check_finite_input(source, str(input_path))
+        path = Path(input_path)
+        is_dicom = not path.name.lower().endswith((*NIFTI_SUFFIXES, *SITK_SUFFIXES))
+        source = load_volume(path)
+        check_single_volume(source, str(path))
+        check_finite_input(source, str(path))
         result = self(source)
+        return self.write(
+            result,
+            output_path,
+            output_format,
+            dicom_source=path if is_dicom else None,
+            source_sha256=_sha256(path) if path.is_file() else None,
+        )
+
+    def write(
+        self,
+        result: MetaTensor,
+        output_path: str | Path,
+        output_format: Literal["nifti", "dicom"] = "nifti",
+        *,
+        dicom_source: Any = None,
+        source_sha256: str | None = None,
+    ) -> Path:
+        """Save a translated volume marked synthetic (NIfTI file or DICOM series), then its sidecar.
+
+        Args:
+            result: What :meth:`__call__` returned.
+            output_path: NIfTI file, or (``dicom``) a new or empty folder.
+            output_format: ``nifti`` or ``dicom``.
+            dicom_source: For ``dicom``: the source series (folder, file, or
+                :class:`~medxlate.io.dicom_export.SourceSeries`); ``None`` = anonymous new study.
+            source_sha256: Checksum of the input file, recorded in the provenance sidecar.
+
+        Returns:
+            The written NIfTI path or DICOM folder. The sidecar is written last, so its presence
+            marks a finished output.
+        """
+        from medxlate import __version__
+        from medxlate.io import save_volume, write_provenance
+
         if output_format == "dicom":
             from medxlate.io.dicom_export import save_dicom_series
-            from medxlate.io.load import NIFTI_SUFFIXES
-            from medxlate.io.sitk_formats import SITK_SUFFIXES
 
-            name = Path(input_path).name.lower()
-            is_dicom = not name.endswith((*NIFTI_SUFFIXES, *SITK_SUFFIXES))
             modality = "CT" if self.target_modality.upper() == "CT" else "MR"
-            save_dicom_series(
-                result, output_path, modality=modality, source=input_path if is_dicom else None, model=self.model_name
-            )
+            save_dicom_series(result, output_path, modality=modality, source=dicom_source, model=self.model_name)
             written = Path(output_path)
         else:
             written = save_volume(result, output_path, description=self.description)
@@ -280,7 +312,7 @@ class Translator:
             {
                 "synthetic": True,
                 "description": self.description,
-                "source_sha256": _sha256(Path(input_path)) if Path(input_path).is_file() else None,
+                "source_sha256": source_sha256,
                 "medxlate_version": __version__,
                 **self.provenance,
             },

@@ -86,16 +86,20 @@ class SourceSeries:
     references: list[tuple[str, str, np.ndarray]]  # (SOP class UID, SOP instance UID, position LPS)
 
 
-def read_source_series(path: str | os.PathLike[str]) -> SourceSeries:
-    """Headers of the DICOM series at ``path`` (a folder of one series, or one of its files).
+def read_source_series(path: str | os.PathLike[str] | Sequence[Path]) -> SourceSeries:
+    """Headers of the DICOM series at ``path`` (a folder of one series, one of its files, or its files).
 
     Raises:
         InputDataError: if no DICOM file is found or the folder holds several series.
     """
     import pydicom
 
-    root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
+    if isinstance(path, (str, os.PathLike)):
+        root = Path(path)
+        files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file())
+    else:
+        files = list(path)
+        root = files[0].parent if files else Path(".")
     headers = []
     for file in files:
         try:
