@@ -209,11 +209,16 @@ def evaluate(
     protocol: Annotated[
         str, typer.Option(help="default, or synthrad2025 (the SynthRAD2025 challenge's MAE/PSNR/MS-SSIM of a sCT).")
     ] = "default",
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Box plots and a worst/best case montage (PNG).")
+    ] = True,
 ) -> None:
-    """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON)."""
+    """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON + pictures)."""
     from medxlate.evaluation import evaluate as run_evaluation
 
-    result = run_evaluation(checkpoint, dataset, out_dir, split=split, device=device, progress=True, protocol=protocol)
+    result = run_evaluation(
+        checkpoint, dataset, out_dir, split=split, device=device, progress=True, protocol=protocol, report=report
+    )
     if as_json:
         _echo_json(
             {
@@ -222,10 +227,13 @@ def evaluate(
                 "mean": result.summary,
                 "csv": result.csv_path,
                 "summary": result.summary_path,
+                "report": list(result.pictures),
             }
         )
         return
     typer.echo(f"per-case metrics: {result.csv_path}")
+    for picture in result.pictures:
+        typer.echo(f"report: {picture}")
     typer.echo("mean: " + ", ".join(f"{k}={v:.4g}" for k, v in result.summary.items()))
 
 

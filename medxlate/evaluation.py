@@ -13,6 +13,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from medxlate.training.validation import volume_metrics
 
 CEILING_ROLE = "target_noise_free"
 PROTOCOLS = ("default", "synthrad2025")
+#: Metrics drawn in the report, the first one ranking the worst and best case.
+REPORT_METRICS = {"default": ("ssim_body", "psnr_body", "mae_body"), "synthrad2025": ("mae", "psnr", "ms_ssim")}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class EvaluationResult:
     summary: dict[str, float]
     csv_path: Path
     summary_path: Path
+    pictures: tuple[Path, ...] = ()
 
 
 def evaluate(
@@ -52,6 +56,7 @@ def evaluate(
     device: str = "auto",
     progress: bool = False,
     protocol: str = "default",
+    report: bool = False,
 ) -> EvaluationResult:
     """Translate every case of a split on its own grid and compare with the real target.
 
@@ -73,6 +78,9 @@ def evaluate(
         progress: Show a progress bar over the cases (tqdm, on stderr).
         protocol: ``default`` or ``synthrad2025`` (synthetic CT vs. real CT in HU, inside the mask;
             metrics ``mae``, ``psnr``, ``ms_ssim`` exactly as the challenge computes them).
+        report: Also draw ``metrics_boxplots.png`` (one box plot per metric, every case a point)
+            and ``worst_best_cases.png`` (axial/coronal/sagittal of the worst and best case:
+            source | synthetic | real | difference), logged as artifacts with the tracker.
 
     Returns:
         The evaluation result (the summary JSON also holds each metric's standard deviation).
@@ -126,12 +134,45 @@ def evaluate(
         "excluded": reduced.excluded,
     }
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
+    pictures = _draw_report(translator, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
     if tracker is not None:
         prefix = "eval/" if protocol == "default" else f"eval/{protocol}/"
         tracker.log_metrics({f"{prefix}{k}": v for k, v in summary.items()}, step=0)
-        tracker.log_artifact(csv_path, "evaluation")
-        tracker.log_artifact(summary_path, "evaluation")
-    return EvaluationResult(per_case=per_case, summary=summary, csv_path=csv_path, summary_path=summary_path)
+        for path in (csv_path, summary_path, *pictures):
+            tracker.log_artifact(path, "evaluation")
+    return EvaluationResult(per_case, summary, csv_path, summary_path, pictures)
+
+
+def _draw_report(
+    translator: Translator, cases: dict[str, Any], per_case: dict[str, dict[str, float]], protocol: str, out: Path
+) -> tuple[Path, ...]:
+    """Box plots of the headline metrics and a montage of the worst and best case (re-translated)."""
+    from monai.data.utils import affine_to_spacing
+    from monai.transforms import Orientation
+
+    from medxlate import report
+    from medxlate.transforms.spatial import RAS_LABELS
+
+    metrics = REPORT_METRICS[protocol]
+    boxplots = report.write_boxplots(per_case, metrics, out / "metrics_boxplots.png", f"{protocol} metrics per case")
+    worst, best = report.worst_and_best(per_case, metrics[0])
+    to_ras = Orientation(axcodes="RAS", labels=RAS_LABELS)
+    volumes = []
+    for label, case_id in [("worst", c) for c in worst] + [("best", c) for c in best]:
+        case = cases[case_id]
+        source = to_ras(load_volume(case.source))
+        target = to_ras(load_volume(case.target))
+        synthetic = to_ras(translator(load_volume(case.source)))
+        mask = to_ras(load_volume(case.mask)) if case.mask else torch.ones_like(target)
+        spacing = tuple(float(v) for v in affine_to_spacing(target.affine, r=3))
+        arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (source, synthetic, target, mask)]
+        volumes.append(report.CaseVolumes(case_id, *arrays, spacing=spacing, label=f"{label} by {metrics[0]}:"))
+    both = np.concatenate([v.source.ravel() for v in volumes])
+    real = np.concatenate([v.real.ravel() for v in volumes])
+    source_window = (float(np.percentile(both, 1)), float(np.percentile(both, 99)))
+    target_window = (float(np.percentile(real, 1)), float(np.percentile(real, 99)))
+    montage = report.write_montage(volumes, out / "worst_best_cases.png", source_window, target_window)
+    return boxplots, montage
 
 
 def _write_csv(path: Path, per_case: dict[str, dict[str, float]], names: list[str]) -> None:
