@@ -140,7 +140,10 @@ def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: 
         tracker = make_tracker("mlflow", cfg.tracking.tracking_uri)
         tracker.start(cfg.experiment_name, cfg.name, {}, {}, resume_run_id=run_id)
     try:
-        return evaluate(checkpoint, dataset, out_dir, split="val", tracker=tracker, device=cfg.train.device).summary
+        result = evaluate(
+            checkpoint, dataset, out_dir, split="val", tracker=tracker, device=cfg.train.device, report=True
+        )
+        return result.summary
     finally:
         if tracker is not None:
             tracker.end()

@@ -105,6 +105,8 @@ def test_pipeline_end_to_end(
     np.testing.assert_allclose(nib.load(str(translated)).affine, source.affine, atol=1e-5)
     header = (tmp_path / "out" / "evaluation" / "metrics_per_case.csv").read_text().splitlines()[0]
     assert header.startswith("case,ssim,psnr,mae,ssim_body,psnr_body,mae_body,data_range")
+    assert (tmp_path / "out" / "evaluation" / "worst_best_cases.png").is_file()
+    assert (tmp_path / "out" / "evaluation" / "metrics_boxplots.png").is_file()
 
 
 def test_scan_table_and_json(
