@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from medxlate.config import ExperimentConfig
+from medxlate.errors import ConfigError
 from medxlate.tracking import Tracker, make_tracker
 from medxlate.training import TrainResult, fit
 
@@ -21,4 +24,14 @@ def train(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
 
     if tracker is None and is_rank_zero():  # under torchrun only rank 0 talks to MLflow
         tracker = make_tracker(cfg.tracking.backend, cfg.tracking.tracking_uri)
-    return fit(cfg, tracker)
+    result = fit(cfg, tracker)
+    if cfg.tracking.register_as and is_rank_zero():
+        if not result.run_id:
+            raise ConfigError("tracking.register_as needs an MLflow run (the tracker given records none)")
+        from medxlate.tracking.registry import register_checkpoint
+
+        version = register_checkpoint(
+            result.checkpoint, result.run_id, cfg.tracking.register_as, cfg.tracking.tracking_uri
+        )
+        result = replace(result, registered_model=f"models:/{cfg.tracking.register_as}/{version}")
+    return result

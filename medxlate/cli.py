@@ -195,6 +195,8 @@ def train(
         return
     typer.echo(f"checkpoint: {result.checkpoint}")
     typer.echo(f"run id: {result.run_id}")
+    if result.registered_model:
+        typer.echo(f"registered model: {result.registered_model}")
     typer.echo("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
 
 

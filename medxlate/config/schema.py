@@ -187,12 +187,20 @@ class EvalConfig(_Frozen):
 
 class TrackingConfig(_Frozen):
     """Experiment tracking. ``backend: mlflow`` uses MLflow's default store unless ``tracking_uri``
-    or the ``MLFLOW_TRACKING_URI`` environment variable says otherwise."""
+    or the ``MLFLOW_TRACKING_URI`` environment variable says otherwise. ``register_as: NAME``
+    registers the final model in the MLflow Model Registry (``models:/NAME/<version>``)."""
 
     backend: Literal["mlflow", "none"] = "mlflow"
     experiment: str | None = None
     tracking_uri: str | None = None
     log_images: bool = True
+    register_as: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @model_validator(mode="after")
+    def _registry_needs_mlflow(self) -> TrackingConfig:
+        if self.register_as and self.backend != "mlflow":
+            raise ValueError("register_as needs backend: mlflow (the model registry is MLflow's)")
+        return self
 
 
 class ExperimentConfig(_Frozen):

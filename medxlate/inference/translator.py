@@ -180,7 +180,13 @@ class Translator:
         """
         import mlflow
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        except mlflow.exceptions.MlflowException as e:
+            raise CheckpointError(
+                f"{model_uri}: not found in the MLflow store {mlflow.get_tracking_uri()} ({e.error_code}); "
+                "expected runs:/<run id>/<path>, models:/<name>/<version> or models:/<name>@<alias>"
+            ) from e
         candidates = [local] if local.is_file() else sorted(local.rglob("*.pt"))
         if not candidates:
             raise CheckpointError(f"{model_uri}: no checkpoint (*.pt) found among the artifacts")

@@ -52,6 +52,7 @@ class TrainResult:
     montage: Path | None = None
     per_case: dict[str, dict[str, float]] = field(default_factory=dict)
     rank: int = 0
+    registered_model: str | None = None  # models:/NAME/VERSION when tracking.register_as is set
 
 
 def seed_everything(seed: int) -> None:
