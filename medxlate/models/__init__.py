@@ -20,6 +20,7 @@ from medxlate.models.patchgan import PatchGANDiscriminator
 from medxlate.models.registry import ADVERSARIAL_LOSSES, DISCRIMINATORS, GENERATORS, Registry
 from medxlate.models.unet import UNetGenerator
 from medxlate.models.weights import init_weights
+from medxlate.models.x2ct import X2CTGenerator
 
 __all__ = [
     "ADVERSARIAL_LOSSES",
@@ -29,6 +30,7 @@ __all__ = [
     "PatchGANDiscriminator",
     "Registry",
     "UNetGenerator",
+    "X2CTGenerator",
     "build_discriminator",
     "build_generator",
     "get_adversarial_loss",

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from medxlate.xray.attenuation import MU_WATER_PER_MM, hu_to_mu, radiograph, transmission
+from medxlate.xray.consistency import projection_consistency_loss, views_from_hu
 from medxlate.xray.geometry import NAMED_VIEWS, Geometry
 from medxlate.xray.projector import DEFAULT_SAMPLES_PER_VOXEL, line_integrals, project, volume_isocentre
 from medxlate.xray.radiographs import Radiograph, load_radiograph, to_detector_domain
@@ -27,8 +28,10 @@ __all__ = [
     "line_integrals",
     "load_radiograph",
     "project",
+    "projection_consistency_loss",
     "radiograph",
     "to_detector_domain",
     "transmission",
+    "views_from_hu",
     "volume_isocentre",
 ]

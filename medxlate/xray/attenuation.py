@@ -75,7 +75,7 @@ def radiograph(
     record = {
         "low_percentile": float(low_percentile),
         "high_percentile": float(high_percentile),
-        "low_value": float(lo_hi[0, 0]),
-        "high_value": float(lo_hi[1, 0]),
+        "low_value": float(lo_hi[0, 0].detach()),
+        "high_value": float(lo_hi[1, 0].detach()),
     }
     return image, record
