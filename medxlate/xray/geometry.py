@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import torch
 
 from medxlate.errors import ConfigError
-from medxlate.models.registry import did_you_mean
 
 __all__ = ["NAMED_VIEWS", "Geometry"]
 
@@ -171,6 +170,8 @@ def _resolve_view(view: str | float) -> tuple[float, bool]:
     if isinstance(view, str):
         key = view.upper()
         if key not in NAMED_VIEWS:
+            from medxlate.models.registry import did_you_mean  # here: models imports this module
+
             hint = did_you_mean(key, NAMED_VIEWS)
             raise ConfigError(
                 f"Geometry: unknown view {view!r};{hint} expected one of {', '.join(NAMED_VIEWS)} "
