@@ -54,7 +54,11 @@ def write_nifti(array: np.ndarray, path: Path, affine: np.ndarray) -> None:
 @pytest.fixture
 def paired_folder(tmp_path: Path) -> Path:
     """A folder of paired volumes with manifest.json: two train cases and one val case."""
-    root = tmp_path / "pairs"
+    return write_paired_folder(tmp_path / "pairs")
+
+
+def write_paired_folder(root: Path) -> Path:
+    """Write the :func:`paired_folder` content into ``root`` (for module-scoped fixtures)."""
     cases = []
     for number, split in enumerate(["train", "train", "val"]):
         folder = root / f"patient_{number}"

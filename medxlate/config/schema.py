@@ -45,28 +45,50 @@ def registered_name(family: str, name: str) -> str:
     return name
 
 
+# Options that only make sense for one kind of model; naming one for the other is a config error.
+ONLY_2D = ("context_slices",)
+ONLY_3D = ("patch_size", "patches_per_volume", "foreground_prob")
+
+
 class DataConfig(_Frozen):
-    """Where the prepared dataset lives and how volumes are preprocessed.
+    """Where the prepared dataset lives, how volumes are preprocessed, cached and sampled.
 
     Attributes:
         dataset: Folder holding ``dataset.json`` (written by ``medxlate prepare``).
-        spatial_dims: 2 for slice-wise (2D/2.5D) translation.
-        context_slices: Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
+        spatial_dims: 2 for slice-wise (2D/2.5D) translation (``slices`` sampler), 3 for volumetric
+            translation on patches (``patches`` sampler).
+        context_slices: 2D only. Neighbouring slices on each side fed as extra channels (2.5D); 0 is
+            plain 2D.
+        patch_size: 3D only (required there). Training patch (X, Y, Z) in voxels of the canonical grid;
+            each size must be a multiple of the generator's total stride. A volume smaller than the
+            patch along an axis is padded (images with the value of air, the mask with 0).
+        patches_per_volume: 3D only. Patches drawn per training volume and epoch (the epoch length).
+        foreground_prob: 3D only. Probability that a patch is centred on a body-mask voxel (else on a
+            background voxel), as MONAI's ``RandCropByPosNegLabeld`` with ``pos/(pos+neg)``.
         pixdim: Voxel spacing (mm) to resample to before training/inference; ``None`` keeps the data's.
         source_window: CT window in HU, clipped and scaled to [-1, 1].
         target_percentiles: Per-volume percentiles of the MR mapped to [-1, 1].
-        batch_size: Slices per training batch.
+        batch_size: Slices (2D) or patches (3D) per training batch.
         flip_prob: Probability of a random left-right flip of each training pair.
+        cache_dir: Where preprocessed volumes are cached on disk (built once, reused while the dataset
+            and preprocessing are unchanged); ``None`` is ``<train.output_dir>/data_cache``.
+        cache_volumes: Volumes each data-loading process keeps fully in RAM (the first ones it
+            touches); the rest are read lazily, one slice or patch at a time, from the disk cache.
     """
 
     dataset: Path
-    spatial_dims: Literal[2] = 2
+    spatial_dims: Literal[2, 3] = 2
     context_slices: int = Field(default=0, ge=0, le=8)
+    patch_size: tuple[int, int, int] | None = None
+    patches_per_volume: int = Field(default=8, ge=1)
+    foreground_prob: float = Field(default=0.9, ge=0.0, le=1.0)
     pixdim: tuple[float, float, float] | None = None
     source_window: tuple[float, float] = (-1024.0, 3071.0)
     target_percentiles: tuple[float, float] = (0.5, 99.5)
     batch_size: int = Field(default=4, ge=1)
     flip_prob: float = Field(default=0.0, ge=0.0, le=1.0)
+    cache_dir: Path | None = None
+    cache_volumes: int = Field(default=4, ge=0)
 
     @field_validator("source_window", "target_percentiles")
     @classmethod
@@ -81,6 +103,29 @@ class DataConfig(_Frozen):
         if value is not None and min(value) <= 0:
             raise ValueError(f"expected positive spacings in mm, got {list(value)}")
         return value
+
+    @field_validator("patch_size")
+    @classmethod
+    def _positive_patch(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError(f"expected three positive sizes in voxels, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_match_dims(self) -> DataConfig:
+        """Reject options of the other kind of model by name (explicitly given ones only)."""
+        foreign = ONLY_2D if self.spatial_dims == 3 else ONLY_3D
+        given = sorted(name for name in foreign if name in self.model_fields_set)
+        if given:
+            kind = "2D-only" if self.spatial_dims == 3 else "3D-only"
+            raise ValueError(
+                f"{', '.join('data.' + n for n in given)}: {kind} option(s) in a config with "
+                f"data.spatial_dims: {self.spatial_dims}; remove them"
+                + (" (3D models see neighbouring slices through data.patch_size)" if self.spatial_dims == 3 else "")
+            )
+        if self.spatial_dims == 3 and self.patch_size is None:
+            raise ValueError("data.patch_size: required with data.spatial_dims: 3 (e.g. [96, 96, 32])")
+        return self
 
 
 class ModelConfig(_Frozen):
@@ -98,10 +143,15 @@ class ModelConfig(_Frozen):
 
 
 class LossConfig(_Frozen):
-    """Adversarial loss (lsgan, vanilla, hinge) plus L1 weighted by ``lambda_l1``."""
+    """Adversarial loss (lsgan, vanilla, hinge) weighted by ``lambda_adv`` plus L1 weighted by ``lambda_l1``.
+
+    ``lambda_adv: 0`` trains the generator on L1 alone (a plain regression U-Net); the discriminator
+    is then neither built into the objective nor updated.
+    """
 
     adversarial: str = "lsgan"
-    lambda_l1: float = Field(default=100.0, ge=0.0)
+    lambda_adv: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    lambda_l1: float = Field(default=100.0, ge=0.0, allow_inf_nan=False)
 
     @field_validator("adversarial")
     @classmethod

@@ -165,6 +165,7 @@ class Trainer:
         result = None
         for epoch in range(self.progress.epoch, self.cfg.train.epochs):
             self.sampler.set_epoch(epoch, self.progress.position)
+            self.loader.dataset.set_epoch(epoch)  # per-item random draws: a function of (seed, epoch, index)
             if self.loader.generator is not None:  # worker seeds: a function of (seed, epoch) alone
                 self.loader.generator.manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
             self._train_epoch(epoch, stop)
@@ -197,7 +198,15 @@ class Trainer:
             target = batch["target"].to(runtime.device, non_blocking=non_blocking)
             if source.dim() == 4:
                 source, target = (t.contiguous(memory_format=memory_format) for t in (source, target))
-            losses = train_step(self.trained, source, target, self.adversarial, cfg.loss.lambda_l1, cfg.train.bf16)
+            losses = train_step(
+                self.trained,
+                source,
+                target,
+                self.adversarial,
+                cfg.loss.lambda_l1,
+                cfg.train.bf16,
+                cfg.loss.lambda_adv,
+            )
             progress.position += 1
             progress.step += 1
             bar.update(1)
@@ -222,7 +231,7 @@ class Trainer:
         logged = {f"train/{name}": value for name, value in zip(names, values, strict=True)}
         if self.runtime.is_main:
             self.tracker.log_metrics(logged, step=self.progress.step)
-            bar.set_postfix(d=f"{logged['train/loss_d']:.3f}", g=f"{logged['train/loss_g']:.3f}")
+            bar.set_postfix({n: f"{logged[f'train/loss_{n}']:.3f}" for n in ("d", "g") if f"train/loss_{n}" in logged})
 
     def _end_of_epoch(self, epoch: int) -> Any:
         """Step the schedules, validate and log (rank 0), then checkpoint and commit the logs."""

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 from medxlate import __version__
 from medxlate.config import ExperimentConfig, flatten_config
 from medxlate.data import read_dataset
-from medxlate.data.slices import SliceDataset
-from medxlate.data.volumes import load_paired_volumes
-from medxlate.errors import InputDataError
+from medxlate.data.cache import LazyVolumes, MappedSources, VolumeReader, build_cache
+from medxlate.data.samplers import PatchSampler, SliceSampler
+from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import NullTracker, Tracker
@@ -119,11 +119,11 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
     dataset = read_dataset(cfg.data.dataset)
     in_channels = 2 * cfg.data.context_slices + 1
     modules, divisible = build_gan(cfg, in_channels, device)
-    prep, train_volumes, val_volumes = _load_volumes(cfg, dataset, divisible)
-    slices = SliceDataset(train_volumes, cfg.data.context_slices, divisible, cfg.data.flip_prob)
-    sampler = ResumableBatchSampler(len(slices), cfg.data.batch_size, cfg.train.seed, runtime.rank, runtime.world_size)
+    _check_patch_size(cfg, divisible, modules.discriminator)
+    prep, samples, val_volumes = _load_data(cfg, dataset, divisible)
+    sampler = ResumableBatchSampler(len(samples), cfg.data.batch_size, cfg.train.seed, runtime.rank, runtime.world_size)
     loader = DataLoader(
-        slices,
+        samples,
         batch_sampler=sampler,
         num_workers=cfg.train.num_workers,
         generator=torch.Generator(),  # reseeded per epoch by the trainer; never draws from the global RNG
@@ -220,10 +220,13 @@ def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resum
     )
 
 
-def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[Preprocessing, list[Any], list[Any]]:
-    """Train/val volumes in model space, and the preprocessing with its target reference range
-    (the mean of the training volumes' percentile values, used to map outputs back to MR units) and
-    the training domain (spacing, source intensities, field of view; used at inference)."""
+def _load_data(
+    cfg: ExperimentConfig, dataset: Any, divisible: int
+) -> tuple[Preprocessing, SliceSampler | PatchSampler, LazyVolumes]:
+    """The training sampler and the validation volumes over the on-disk cache (built if needed), and
+    the preprocessing with its target reference range (the mean of the training volumes' percentile
+    values, used to map outputs back to MR units) and the training domain (spacing, source
+    intensities, field of view; used at inference), read from the cache one volume at a time."""
     train_cases, val_cases = dataset.split("train"), dataset.split("val")
     if not train_cases or not val_cases:
         raise InputDataError(
@@ -231,12 +234,42 @@ def _load_volumes(cfg: ExperimentConfig, dataset: Any, divisible: int) -> tuple[
             f"{len(train_cases)} train and {len(val_cases)} val"
         )
     prep = make_preprocessing(cfg, divisible)
-    train_volumes = load_paired_volumes(train_cases, prep)
-    val_volumes = load_paired_volumes(val_cases, prep)
-    reference = [float(np.mean([v.target_range[i] for v in train_volumes])) for i in (0, 1)]
-    domain = TrainingDomain.from_volumes([v.source for v in train_volumes], prep.source_window)
+    data = cfg.data
+    cache_dir = data.cache_dir if data.cache_dir is not None else Path(cfg.train.output_dir) / "data_cache"
+    cached = build_cache(dataset, [*train_cases, *val_cases], prep, cache_dir)
+    train_cached, val_cached = cached[: len(train_cases)], cached[len(train_cases) :]
+    reference = [float(np.mean([case.target_range[i] for case in train_cached])) for i in (0, 1)]
+    domain = TrainingDomain.from_volumes(MappedSources(train_cached), prep.source_window)
     prep = replace(prep, target_range=(reference[0], reference[1]), domain=domain)
-    return prep, train_volumes, val_volumes
+    reader = VolumeReader(train_cached, data.cache_volumes)
+    seed = cfg.train.seed
+    samples: SliceSampler | PatchSampler
+    if data.spatial_dims == 2:
+        samples = SliceSampler(train_cached, reader, data.context_slices, divisible, data.flip_prob, seed)
+    else:
+        assert data.patch_size is not None  # guaranteed by DataConfig
+        samples = PatchSampler(
+            train_cached, reader, data.patch_size, data.patches_per_volume, data.foreground_prob, data.flip_prob, seed
+        )
+    return prep, samples, LazyVolumes(val_cached)
+
+
+def _check_patch_size(cfg: ExperimentConfig, divisible: int, discriminator: torch.nn.Module) -> None:
+    """3D patches must suit the generator's stride and the discriminator's receptive field."""
+    patch = cfg.data.patch_size
+    if cfg.data.spatial_dims != 3 or patch is None:
+        return
+    if any(size % divisible for size in patch):
+        raise ConfigError(
+            f"data.patch_size: {list(patch)} has a size that is not a multiple of {divisible}, the total "
+            f"stride of generator '{cfg.model.generator}' with {cfg.model.generator_params}"
+        )
+    minimum = int(getattr(discriminator, "min_input_size", 1))
+    if min(patch) < minimum:
+        raise ConfigError(
+            f"data.patch_size: {list(patch)} is smaller than {minimum}, the smallest input discriminator "
+            f"'{cfg.model.discriminator}' with {cfg.model.discriminator_params} accepts"
+        )
 
 
 def _adversarial(cfg: ExperimentConfig) -> Any:
