@@ -25,8 +25,8 @@ when the slab is thinner than the window, as validation does), PSNR and MAE, eac
   target's neighbouring-slice differences (in MR units; 0 = consistent along z).
 
 Writes ``--out`` (JSON), prints a Markdown table and saves a picture (``--picture``): for each
-recipe the axial, coronal and sagittal planes through the slab's centre (z stretched to the voxel
-aspect), so slice-to-slice striping of the 2D models shows in the coronal and sagittal views.
+recipe the axial, coronal and sagittal planes through the slab's centre (coronal and sagittal doubled,
+z stretched to the voxel aspect), so slice-to-slice striping of the 2D models shows in the coronal and sagittal views.
 
 Usage (from the repository root; the full run takes roughly 6 x the 2D demo's training time)::
 
