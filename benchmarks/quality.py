@@ -24,6 +24,11 @@ when the slab is thinner than the window, as validation does), PSNR and MAE, eac
   ``slice_diff_mae``: the mean absolute difference between the prediction's and the noise-free
   target's neighbouring-slice differences (in MR units; 0 = consistent along z).
 
+Two oracle rows bound what the training target allows: the noise-free simulation itself (a perfect
+denoiser, what L1 regression tends to: the conditional median), and the noise-free simulation plus
+a fresh realisation of the same Rician noise (sigma estimated from the air), i.e. a model that
+learned the target distribution exactly, noise included (what an adversarial loss pushes towards).
+
 Writes ``--out`` (JSON), prints a Markdown table and saves a picture (``--picture``): for each
 recipe the axial, coronal and sagittal planes through the slab's centre (coronal and sagittal doubled,
 z stretched to the voxel aspect), so slice-to-slice striping of the 2D models shows in the coronal and sagittal views.
@@ -106,7 +111,9 @@ def consistency(prediction: torch.Tensor, truth: torch.Tensor, mask: torch.Tenso
     }
 
 
-def score(prediction: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+def score(
+    prediction: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float | None]:
     """All measures of one (X, Y, Z) prediction in MR units."""
     from medxlate.training.validation import volume_metrics
 
@@ -117,7 +124,22 @@ def score(prediction: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, ma
             result[f"{name}_{suffix}"] = values[name]
     result["sharpness"] = laplacian_energy(prediction, mask) / laplacian_energy(clean, mask)
     result.update(consistency(prediction, clean, mask))
-    return result
+    return {k: (v if np.isfinite(v) else None) for k, v in result.items()}  # PSNR of identical images: none
+
+
+def rician_sigma(noisy: torch.Tensor, clean: torch.Tensor) -> float:
+    """Noise level of the simulation, from the air (noise-free signal 0, Rayleigh: E[M^2] = 2 sigma^2)."""
+    air = clean == 0
+    return float(torch.sqrt((noisy[air].double() ** 2).mean() / 2))
+
+
+def with_fresh_noise(clean: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
+    """|clean + sigma (g1 + i g2)|: what a model that learned the target distribution exactly, noise
+    included, would produce (an independent realisation of the same Rician noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    real = clean + sigma * torch.randn(clean.shape, generator=generator)
+    imaginary = sigma * torch.randn(clean.shape, generator=generator)
+    return torch.sqrt(real**2 + imaginary**2)
 
 
 def train_recipe(recipe: Recipe, dataset: Path, out: Path, args: argparse.Namespace) -> tuple[Path, float]:
@@ -217,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps-per-epoch", type=int, default=64)
-    parser.add_argument("--recipes", nargs="+", default=[r.name for r in RECIPES])
+    parser.add_argument("--recipes", nargs="*", default=[r.name for r in RECIPES], help="none: oracle rows only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (a smoke test of the benchmark)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/medxlate_quality"))
@@ -234,6 +256,10 @@ def main() -> None:
     val = load_val(dataset)
     target_row = score(val["noisy"], val["noisy"], val["clean"], val["mask"])
     rows = [{"recipe": "noisy target", **{k: (None if k.endswith("_noisy") else v) for k, v in target_row.items()}}]
+    sigma = rician_sigma(val["noisy"], val["clean"])
+    rows.append({"recipe": "oracle: noise-free MR", **score(val["clean"], val["noisy"], val["clean"], val["mask"])})
+    resampled = with_fresh_noise(val["clean"], sigma)
+    rows.append({"recipe": "oracle: + fresh noise", **score(resampled, val["noisy"], val["clean"], val["mask"])})
     shown = {"CT": plain(val["ct"][0]), "noise-free MR": val["clean"], "noisy MR (target)": val["noisy"]}
     for recipe in (r for r in RECIPES if r.name in args.recipes):
         checkpoint, seconds = train_recipe(recipe, dataset, args.workdir / "runs" / recipe.name, args)
@@ -256,6 +282,7 @@ def main() -> None:
         "epochs": args.epochs,
         "steps_per_epoch": args.steps_per_epoch,
         "tiny": args.tiny,
+        "rician_sigma": round(sigma, 2),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
