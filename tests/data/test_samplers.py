@@ -114,3 +114,18 @@ def test_patch_items_reproducible_and_epoch_dependent(cached: list[CachedCase]) 
     draws = [a[i]["source"] for i in range(len(a))]
     a.set_epoch(1)
     assert any(not torch.equal(a[i]["source"], draws[i]) for i in range(len(a)))
+
+
+def test_worker_processes_draw_the_same_items(cached: list[CachedCase]) -> None:
+    from torch.utils.data import DataLoader
+
+    sampler = PatchSampler(cached, VolumeReader(cached, 1), (8, 8, 8), patches_per_volume=2, flip_prob=0.5, seed=4)
+    sampler.set_epoch(1)
+    batches = {}
+    for workers in (0, 2):
+        loader = DataLoader(
+            sampler, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(0), num_workers=workers
+        )
+        batches[workers] = [batch["source"] for batch in loader]
+    for single, parallel in zip(batches[0], batches[2], strict=True):
+        torch.testing.assert_close(parallel, single, rtol=0, atol=0)
