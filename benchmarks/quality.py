@@ -155,7 +155,7 @@ def train_recipe(recipe: Recipe, dataset: Path, out: Path, args: argparse.Namesp
         **recipe.overrides,
         **(TINY if args.tiny else {}),
         "data.dataset": str(dataset),
-        "data.cache_dir": str(out.parent / "cache" / recipe.name),
+        "data.cache_dir": str(out.parent / "cache"),  # one preprocessing for all recipes: one cache
         "train.output_dir": str(out),
         "train.epochs": args.epochs,
         "train.decay_epochs": args.epochs // 2,

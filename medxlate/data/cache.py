@@ -14,7 +14,8 @@ intensity scaling: :func:`medxlate.data.volumes.load_paired_volume`) and written
 
 The cache *key* hashes the dataset fingerprint (``fingerprint.json``), ``dataset.json``, the size and
 modification time of every file of the cached cases, and the preprocessing record (without the
-target reference range, which is derived from the cache). A folder built for another dataset or
+fields that do not change the arrays: the target reference range, derived from the cache, and the
+padding multiple and 2.5D context, applied when items are drawn). A folder built for another dataset or
 preprocessing is detected by its key, logged and rebuilt, never silently reused; a folder that is not
 a medxlate cache is refused rather than deleted. Cases are written to a temporary folder and renamed,
 so an interrupted build resumes where it stopped.
@@ -48,6 +49,9 @@ CACHE_VERSION = 1
 INDEX_FILE = "cache.json"
 MAX_INDICES = 1 << 18
 ROLES = ("source", "target", "mask")
+# Preprocessing fields that do not change the cached arrays: the reference range is derived from the
+# cache; padding and 2.5D stacking happen when items are drawn. Models of any depth or context share a cache.
+UNCACHED_FIELDS = ("target_range", "divisible", "context_slices")
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def cache_key(dataset: Dataset, cases: Sequence[Case], prep: Preprocessing) -> s
     from medxlate.data.fingerprint import fingerprint_hash, load_fingerprint
 
     fingerprint = load_fingerprint(dataset.root)
-    record = {k: v for k, v in prep.to_dict().items() if k != "target_range"}
+    record = _cached_record(prep)
     files = {case.id: {role: _file_stamp(case.files[role]) for role in ROLES if role in case.files} for case in cases}
     content = {
         "format": CACHE_FORMAT,
@@ -95,6 +99,10 @@ def cache_key(dataset: Dataset, cases: Sequence[Case], prep: Preprocessing) -> s
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _cached_record(prep: Preprocessing) -> dict[str, Any]:
+    return {k: v for k, v in prep.to_dict().items() if k not in UNCACHED_FIELDS}
+
+
 def _file_stamp(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
@@ -106,7 +114,7 @@ def build_cache(dataset: Dataset, cases: Sequence[Case], prep: Preprocessing, ro
     Args:
         dataset: The dataset the cases belong to (its fingerprint and index enter the key).
         cases: Cases to cache (e.g. the train and val splits).
-        prep: Preprocessing record (``target_range`` is ignored).
+        prep: Preprocessing record (``UNCACHED_FIELDS`` are ignored).
         root: Cache folder (created if missing).
 
     Returns:
@@ -130,7 +138,7 @@ def build_cache(dataset: Dataset, cases: Sequence[Case], prep: Preprocessing, ro
         )
         _clear(root)
     root.mkdir(parents=True, exist_ok=True)
-    record = {k: v for k, v in prep.to_dict().items() if k != "target_range"}
+    record = _cached_record(prep)
     header = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key, "preprocessing": record}
     _write_json(root / INDEX_FILE, {**header, "complete": False})
     folders = [f"{number:05d}" for number in range(len(cases))]

@@ -56,6 +56,15 @@ def test_warm_cache_is_reused_without_rewriting(dataset: Path, tmp_path: Path) -
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == stamps
 
 
+def test_model_depth_and_context_share_the_cache(dataset: Path, tmp_path: Path) -> None:
+    ds = read_dataset(dataset)
+    first = build_cache(ds, ds.cases, PREP, tmp_path / "cache")
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+    other = Preprocessing(PREP.source_window, PREP.target_percentiles, (1.0, 2.0), None, 2, 64)
+    assert build_cache(ds, ds.cases, other, tmp_path / "cache") == first
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == stamps
+
+
 def test_other_preprocessing_is_detected_and_rebuilt(
     dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
