@@ -48,3 +48,20 @@ def test_lambda_adv_is_a_real_option() -> None:
     assert validate_config({**_config(), "loss": {"lambda_adv": 0}}).loss.lambda_adv == 0.0
     with pytest.raises(ConfigError, match=r"loss\.lambda_adv"):
         validate_config({**_config(), "loss": {"lambda_adv": -1}})
+
+
+def test_shipped_3d_recipe_loads() -> None:
+    from pathlib import Path
+
+    from medxlate.config import load_config
+    from medxlate.pipeline import load_pipeline
+
+    repo = Path(__file__).resolve().parents[2]
+    recipe = load_pipeline(repo / "pipelines" / "ct2mr_3d.yaml")
+    cfg = load_config(repo / recipe.config, dict(recipe.overrides))
+    assert (cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval.roi_size) == (3, (96, 96, 16), (96, 96, 16))
+    multiple = 2 ** cfg.model.generator_params["num_downs"]
+    assert all(size % multiple == 0 for size in (*cfg.data.patch_size, *cfg.eval.roi_size))
+    assert min(cfg.data.patch_size) >= 3 * 2 ** cfg.model.discriminator_params["n_layers"]
+    defaults = load_config(repo / "configs" / "ct2mr_3d.yaml")
+    assert all(size % 2 ** defaults.model.generator_params["num_downs"] == 0 for size in defaults.data.patch_size)
