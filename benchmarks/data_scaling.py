@@ -98,7 +98,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": 1,
         "cache_dir": str(args.cache),
         "cache_volumes": args.cache_volumes,
-        "num_workers": args.num_workers,
         "source_window": [-1000, 1000],
     }
     if args.dims == 3:
@@ -117,9 +116,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 "max_steps_per_epoch": args.steps,
                 "output_dir": str(args.output),
                 "num_threads": args.threads,
+                "num_workers": args.num_workers,
                 "log_every": 1,
             },
-            "eval": {"sw_batch_size": 8},
+            "eval": {"sw_batch_size": 8, **({"roi_size": [64, 64, 32]} if args.dims == 3 else {})},
             "tracking": {"backend": "none"},
         }
     )
