@@ -28,17 +28,19 @@ def inference_strategy(cfg: ExperimentConfig) -> InferenceStrategy:
     """How validation and the Translator run the generator over a volume (stored in checkpoints).
 
     2D models translate slice by slice (with the 2.5D context); 3D models use overlapping
-    ``eval.roi_size`` windows blended with ``eval.blend_mode``.
+    ``eval.roi_size`` windows (default: the training ``data.patch_size``) blended with
+    ``eval.blend_mode``.
 
     Raises:
-        ConfigError: if a 3D model has no window size.
+        ConfigError: if a 3D model has neither a window size nor a patch size.
     """
     if cfg.data.spatial_dims == 2:
         return SliceStrategy(context_slices=cfg.data.context_slices, sw_batch_size=cfg.eval.sw_batch_size)
-    if cfg.eval.roi_size is None:
+    roi_size = cfg.eval.roi_size or cfg.data.patch_size
+    if roi_size is None:
         raise ConfigError("eval.roi_size: a 3D model needs a sliding-window size in voxels, e.g. [64, 64, 64]")
     return SlidingWindowStrategy(
-        roi_size=cfg.eval.roi_size,
+        roi_size=tuple(roi_size),
         overlap=cfg.eval.overlap,
         mode=cfg.eval.blend_mode,
         sw_batch_size=cfg.eval.sw_batch_size,

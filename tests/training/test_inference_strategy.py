@@ -38,6 +38,10 @@ def test_3d_models_run_sliding_windows_from_the_eval_settings(tmp_path: Path) ->
     )
     with pytest.raises(ConfigError, match=r"eval.roi_size: a 3D model needs a sliding-window size"):
         inference_strategy(no_window)
+    patched = no_window.model_copy(update={"data": no_window.data.model_copy(update={"patch_size": (64, 48, 16)})})
+    assert inference_strategy(patched) == SlidingWindowStrategy(
+        roi_size=(64, 48, 16), overlap=0.5, mode="constant", sw_batch_size=3
+    )
 
 
 @pytest.mark.parametrize(
