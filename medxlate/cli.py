@@ -54,10 +54,18 @@ def _root(
     """Medical image modality translation."""
 
 
-def _overrides(items: list[str] | None) -> dict[str, object]:
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an earlier run in train.output_dir (train.overwrite: true).")
+]
+
+
+def _overrides(items: list[str] | None, overwrite: bool = False) -> dict[str, object]:
     from medxlate.config import parse_override
 
-    return dict(parse_override(item) for item in items or [])
+    values: dict[str, object] = dict(parse_override(item) for item in items or [])
+    if overwrite:
+        values["train.overwrite"] = True
+    return values
 
 
 def _echo_json(data: Any) -> None:
@@ -122,6 +130,9 @@ def prepare(
     id_map: Annotated[
         Path | None, typer.Option(help="CSV linking case ids to patients; must lie outside the dataset.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --id-map file that is not this dataset's id map.")
+    ] = False,
     set_: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -129,7 +140,8 @@ def prepare(
     from medxlate.config import load_prepare_config
     from medxlate.data import run_prepare
 
-    report = run_prepare(input_dir, out_dir, load_prepare_config(config, _overrides(set_)), id_map=id_map)
+    cfg = load_prepare_config(config, _overrides(set_))
+    report = run_prepare(input_dir, out_dir, cfg, id_map=id_map, force=force)
     if as_json:
         _echo_json(report)
     else:
@@ -176,12 +188,13 @@ def train(
     resume_from: Annotated[
         Path | None, typer.Option("--resume-from", help="Continue from this checkpoint (mid-epoch included).")
     ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a model; the run is tracked in MLflow. Also under `torchrun --nproc_per_node=N -m medxlate`."""
     from medxlate.api import train as train_model
     from medxlate.config import load_config
 
-    overrides = _overrides(set_)
+    overrides = _overrides(set_, overwrite)
     if resume or resume_from is not None:
         overrides["train.resume"] = str(resume_from) if resume_from is not None else "latest"
     try:
@@ -299,13 +312,14 @@ def translate(
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline recipe YAML.")],
     set_: SetOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Run a pipeline recipe: prepare -> train -> evaluate -> translate."""
     from medxlate.pipeline import run_pipeline
     from medxlate.tracking.mlflow_tracker import ui_command
 
     try:
-        result = run_pipeline(pipeline, _overrides(set_), report=typer.echo)
+        result = run_pipeline(pipeline, _overrides(set_, overwrite), report=typer.echo)
     except TrainingInterrupted as e:
         _stopped(e)
     if result.rank != 0:

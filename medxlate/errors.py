@@ -39,6 +39,15 @@ class NonFiniteError(MedxlateError):
     """
 
 
+class OutputError(MedxlateError):
+    """An output location is unsafe: writing there would replace an input, a file medxlate does not
+    own, or another run's work (see :mod:`medxlate.io.guard`)."""
+
+
+class FolderLockedError(OutputError):
+    """Another process is writing into the same output folder or dataset (see :mod:`medxlate.io.lock`)."""
+
+
 class RegistryError(MedxlateError, KeyError):
     """An unknown name was looked up in a model/loss registry."""
 
@@ -66,10 +75,12 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DeviceMemoryError",
+    "FolderLockedError",
     "GeometryError",
     "InputDataError",
     "MedxlateError",
     "NonFiniteError",
+    "OutputError",
     "RegistryError",
     "TrainingInterrupted",
 ]

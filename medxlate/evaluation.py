@@ -25,6 +25,7 @@ from medxlate.inference import Translator
 from medxlate.inference.finite import check_finite_input
 from medxlate.io import load_volume
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
+from medxlate.io.guard import guard_output
 from medxlate.metrics import synthrad2025
 from medxlate.metrics.summary import finite_case_means
 from medxlate.tracking import Tracker
@@ -91,7 +92,9 @@ def evaluate(
             (``synthrad2025``) a target is not a CT in HU, a mask is empty or a prediction is not on
             the target's grid.
         NonFiniteError: if the model produces NaN/inf for a case.
+        OutputError: if ``out_dir`` is or lies inside the checkpoint or the dataset.
     """
+    guard_output(out_dir, [checkpoint, dataset], "evaluation output folder")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"evaluate: unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
     data = read_dataset(dataset)

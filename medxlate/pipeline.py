@@ -76,6 +76,10 @@ def run_pipeline(
         },
     )
     result = PipelineResult(dataset=dataset_dir)
+    if "train" in recipe.stages:  # fail before preparing anything if training would be refused
+        from medxlate.training.outputs import check_fresh_output
+
+        check_fresh_output(out / "train", cfg.train.resume, cfg.train.overwrite)
     # Under torchrun every stage but training runs on rank 0 while the other ranks wait.
     runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
     try:

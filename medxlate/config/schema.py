@@ -176,6 +176,9 @@ class TrainConfig(_Frozen):
         cudnn_benchmark: cuDNN autotuning on CUDA (fixed input sizes).
         num_workers: DataLoader worker processes (pinned memory is used on CUDA).
         dist_timeout_s: Timeout of the distributed rendezvous and collectives (torchrun runs).
+
+    ``output_dir`` must be empty or new unless ``resume`` continues the run there or ``overwrite``
+    replaces it (see :mod:`medxlate.training.outputs`).
     """
 
     epochs: int = Field(default=200, ge=1)
@@ -194,6 +197,7 @@ class TrainConfig(_Frozen):
     cudnn_benchmark: bool = True
     num_workers: int = Field(default=0, ge=0)
     dist_timeout_s: float = Field(default=1800.0, gt=0.0)
+    overwrite: bool = False
     log_every: int = Field(default=10, ge=1)
     max_steps_per_epoch: int | None = Field(default=None, ge=1)
     num_threads: int | None = Field(default=None, ge=1)
@@ -204,6 +208,8 @@ class TrainConfig(_Frozen):
             object.__setattr__(self, "decay_epochs", self.epochs // 2)
         elif self.decay_epochs > self.epochs:
             raise ValueError(f"decay_epochs ({self.decay_epochs}) must not exceed epochs ({self.epochs})")
+        if self.overwrite and self.resume is not None:
+            raise ValueError("overwrite: true and resume exclude each other; expected at most one of them")
         return self
 
 

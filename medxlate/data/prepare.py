@@ -51,9 +51,12 @@ from medxlate.data.casestore import (
 )
 from medxlate.data.dataset import write_dataset_index
 from medxlate.data.inputs import MANIFEST, dicom_cases, manifest_cases, unpaired_rows
+from medxlate.data.ownership import DATASET_UID_COLUMN, check_id_map_owner, dataset_uid
 from medxlate.data.privacy import check_id_map_location, write_id_map
 from medxlate.data.splits import assign_splits
 from medxlate.errors import InputDataError
+from medxlate.io.guard import guard_output
+from medxlate.io.lock import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -206,15 +209,21 @@ def run_prepare(
     config: PrepareConfig | None = None,
     *,
     id_map: str | Path | None = None,
+    force: bool = False,
 ) -> PrepareReport:
     """Prepare a dataset from NIfTI pairs or a DICOM tree (see the module docstring).
+
+    The dataset folder is locked for the whole run (a second ``prepare`` into it fails at once,
+    naming the first). Neither the dataset nor the id map may lie inside the input.
 
     Args:
         source_root: Folder holding ``manifest.json``, or the top folder of a DICOM export.
         out_dir: Dataset folder to write or update.
         config: Prepare settings; ``None`` for the defaults.
         id_map: CSV path for the case -> patient table; must lie outside ``out_dir``. ``None``
-            writes no table.
+            writes no table. An existing file there is replaced only if it is this dataset's id map
+            (see :mod:`medxlate.data.ownership`) or ``force`` is given.
+        force: Replace an existing file at ``id_map`` even if it is not this dataset's id map.
 
     Returns:
         The report (written, unchanged, failed cases; unpaired patients; notes).
@@ -223,12 +232,25 @@ def run_prepare(
         InputDataError: Unusable input (no manifest and no DICOM series, no pair at all), an id map
             inside ``out_dir``, or (``on_case_error: raise``) failed cases, listed all at once after
             every other case was prepared; then ``dataset.json`` is left as it was.
+        OutputError: ``out_dir`` or ``id_map`` inside the input, or a foreign file at ``id_map``.
+        FolderLockedError: another process is writing into ``out_dir``.
     """
     cfg = config or PrepareConfig()
     source_root, out_dir = Path(source_root), Path(out_dir)
-    map_path = check_id_map_location(Path(id_map), out_dir) if id_map is not None else None
+    guard_output(out_dir, [source_root], "dataset folder")
+    map_path = None
+    if id_map is not None:
+        map_path = check_id_map_location(guard_output(id_map, [source_root], "id map"), out_dir)
+    with folder_lock(out_dir, "medxlate prepare"):
+        if map_path is not None:  # checked under the lock: no other prepare can write it meanwhile
+            check_id_map_owner(map_path, dataset_uid(out_dir, create=False) or "", force)
+        return _run_locked(source_root, out_dir, cfg, map_path)
+
+
+def _run_locked(source_root: Path, out_dir: Path, cfg: PrepareConfig, map_path: Path | None) -> PrepareReport:
+    """The body of :func:`run_prepare`, run while ``out_dir`` is locked."""
     collected = _collect(source_root, cfg)
-    _require_pairs(collected, source_root, map_path)
+    _require_pairs(collected, source_root, map_path, out_dir)
     cases_dir = out_dir / "cases"
     cases_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(cases_dir)
@@ -242,7 +264,7 @@ def run_prepare(
         {i: by_id[i].split for i in done},
     )
     if map_path is not None:
-        write_id_map(map_path, _id_rows(collected, ids, done, splits))
+        write_id_map(map_path, _owned(out_dir, _id_rows(collected, ids, done, splits)))
     if failed and (cfg.on_case_error == "raise" or not done):
         raise InputDataError(
             f"{len(failed)} case(s) could not be prepared (dataset.json not written; "
@@ -260,14 +282,20 @@ def run_prepare(
     return report
 
 
-def _require_pairs(collected: _Collected, source_root: Path, map_path: Path | None) -> None:
+def _owned(out_dir: Path, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Id map rows, each led by the dataset's uid (one row with only the uid when there is none)."""
+    uid = dataset_uid(out_dir)
+    return [{DATASET_UID_COLUMN: uid, **row} for row in rows] or [{DATASET_UID_COLUMN: uid}]
+
+
+def _require_pairs(collected: _Collected, source_root: Path, map_path: Path | None, out_dir: Path) -> None:
     """Log the unpaired patients; raise (after writing the id map) when there is no pair at all."""
     for message in collected.unpaired:
         logger.warning("prepare: unpaired %s", message)
     if collected.cases:
         return
     if map_path is not None:
-        write_id_map(map_path, list(collected.unpaired_rows))
+        write_id_map(map_path, _owned(out_dir, list(collected.unpaired_rows)))
     raise InputDataError(
         f"{source_root}: no source/target pair found ({len(collected.unpaired)} patient(s) unpaired):\n  "
         + "\n  ".join(collected.unpaired or ("no image series",))
@@ -291,6 +319,7 @@ def prepare_dataset(
     config: PrepareConfig | None = None,
     *,
     id_map: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Prepare a dataset and return the path of its ``dataset.json`` (see :func:`run_prepare`).
 
@@ -299,11 +328,13 @@ def prepare_dataset(
         out_dir: Dataset folder to write or update.
         config: Prepare settings; ``None`` for the defaults.
         id_map: CSV path for the case -> patient table, outside ``out_dir``.
+        force: Replace an existing file at ``id_map`` that is not this dataset's id map.
 
     Returns:
         Path of the written ``dataset.json``.
 
     Raises:
         InputDataError: See :func:`run_prepare`.
+        OutputError: See :func:`run_prepare`.
     """
-    return run_prepare(source_root, out_dir, config, id_map=id_map).dataset
+    return run_prepare(source_root, out_dir, config, id_map=id_map, force=force).dataset

@@ -254,18 +254,26 @@ class Translator:
                 source's study (see :func:`medxlate.io.dicom_export.save_dicom_series`; a non-DICOM
                 input falls back to a new anonymous study, with a warning).
 
+        The output and its sidecar must not be (or lie inside) the input: checked before anything
+        is read or written (see :mod:`medxlate.io.guard`). The input is hashed before writing.
+
         Returns:
             The written NIfTI path or DICOM folder.
 
         Raises:
             InputDataError: if the input holds NaN/inf voxels (named with its path).
             NonFiniteError: if the translation holds NaN/inf; nothing is written.
+            OutputError: the output or its sidecar would replace or land inside the input.
         """
         from medxlate.io import load_volume
+        from medxlate.io.guard import guard_outputs
         from medxlate.io.load import NIFTI_SUFFIXES
+        from medxlate.io.save import sidecar_path
         from medxlate.io.sitk_formats import SITK_SUFFIXES
 
+        guard_outputs([(output_path, "output"), (sidecar_path(output_path), "provenance sidecar")], [input_path])
         path = Path(input_path)
+        source_sha256 = _sha256(path) if path.is_file() else None  # before anything is written
         is_dicom = not path.name.lower().endswith((*NIFTI_SUFFIXES, *SITK_SUFFIXES))
         source = load_volume(path)
         check_single_volume(source, str(path))

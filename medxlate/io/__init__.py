@@ -17,6 +17,8 @@ Map:
     save.py            ``save_volume`` (NIfTI, sform/qform, descrip), ``write_provenance``
     dicom_export.py    ``save_dicom_series``: a synthetic series (CT/MR Image Storage) in the source's study
     atomic.py          temporary file + ``os.replace``
+    guard.py           the output guard: no writer may replace or write into one of its inputs
+    lock.py            exclusive folder locks (flock) with the holder named; no stale locks
 """
 
 from __future__ import annotations

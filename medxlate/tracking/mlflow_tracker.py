@@ -29,12 +29,11 @@ class MlflowTracker:
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         import mlflow
-        from mlflow.tracking import MlflowClient
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
+        from medxlate.tracking.store import open_client
+
         self._mlflow = mlflow
-        self._client = MlflowClient()
+        self._client = open_client(tracking_uri)  # serialised first creation of a SQLite store
         self.run_id: str | None = None
         self._buffer: list[Any] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from medxlate.inference import strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
+from medxlate.training.outputs import claim_output_dir
 from medxlate.training.resume import CHECKPOINT_NAME, clean_stale_temporaries, resume_path
 from medxlate.training.runtime import (
     Runtime,
@@ -80,6 +82,9 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
     Under ``torchrun`` every process calls this; they train with DDP and only rank 0 has side
     effects (tracker, checkpoints, montage, console). SIGTERM/SIGINT stop after the current step
     with a checkpoint (see :mod:`medxlate.training.signals`).
+    The output folder is claimed first (:func:`~medxlate.training.outputs.claim_output_dir`, by
+    rank 0; the other ranks only check it): locked against a second training, and refused if it
+    holds an earlier run unless ``train.resume`` or ``train.overwrite`` is set.
 
     Args:
         cfg: Validated experiment config.
@@ -95,12 +100,16 @@ def fit(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
             or ``train.compile`` without a compiler — all before any work.
         CheckpointError: if ``train.resume`` points at an unusable or incompatible checkpoint.
         TrainingInterrupted: after SIGTERM/SIGINT, once the checkpoint is written.
+        OutputError: if the output folder holds an earlier run or collides with the dataset.
+        FolderLockedError: if another process is training into the same folder.
     """
-    runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
-    try:
-        return _fit(cfg, tracker if runtime.is_main else None, runtime)
-    finally:
-        stop_runtime(runtime)
+    main = int(os.environ.get("RANK", "0")) == 0  # before the rendezvous: a refused folder stops every rank
+    with claim_output_dir(cfg, lock=main):
+        runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
+        try:
+            return _fit(cfg, tracker if runtime.is_main else None, runtime)
+        finally:
+            stop_runtime(runtime)
 
 
 def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> TrainResult:

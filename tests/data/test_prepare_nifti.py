@@ -154,9 +154,10 @@ def test_id_map_outside_only(paired_folder: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "ds").exists()
     run_prepare(paired_folder, tmp_path / "ds", id_map=tmp_path / "private" / "ids.csv")
     lines = (tmp_path / "private" / "ids.csv").read_text().splitlines()
-    assert lines[0] == "case_id,status,split,manifest_id,patient,source,target,mask"
-    assert (
-        lines[2] == "case_001,prepared,train,patient_1,,patient_1/ct.nii.gz,patient_1/mr.nii.gz,patient_1/mask.nii.gz"
+    uid = json.loads((tmp_path / "ds" / ".medxlate-dataset.json").read_text())["dataset_uid"]
+    assert lines[0] == "dataset_uid,case_id,status,split,manifest_id,patient,source,target,mask"
+    assert lines[2] == (
+        f"{uid},case_001,prepared,train,patient_1,,patient_1/ct.nii.gz,patient_1/mr.nii.gz,patient_1/mask.nii.gz"
     )
 
 
