@@ -98,6 +98,12 @@ def test_no_identifier_leaves_prepare_and_training(
     raw["tracking"] = {"backend": "mlflow"}
     result = fit(validate_config(raw), make_tracker("mlflow"))
     assert result.run_id is not None
+    from medxlate.inference import Translator  # a translate sidecar of a dataset case is grepped too
+
+    case = sorted((work / "dataset" / "cases").iterdir())[0]
+    translated = work / "translated" / "synthetic.nii.gz"
+    Translator.from_checkpoint(result.checkpoint, device="cpu").translate_file(case / "source.nii.gz", translated)
+    assert (work / "translated" / "synthetic.json").is_file()
 
     written = sorted(p for p in work.rglob("*") if p.is_file())
     names = {p.relative_to(work).as_posix() for p in written}

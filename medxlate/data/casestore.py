@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medxlate.io.provenance import hash_files  # one content hash for inputs, re-exported here
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -68,25 +70,6 @@ class StoredCase:
     input_key: str
     files: dict[str, str]
     record: dict[str, Any] = field(default_factory=dict)
-
-
-def hash_files(paths: Iterable[Path]) -> str:
-    """SHA-256 over the contents of ``paths``, independent of their names and order.
-
-    Args:
-        paths: Files to hash.
-
-    Returns:
-        Hex digest of the sorted per-file digests.
-    """
-    digests = []
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda f=f: f.read(_CHUNK), b""):
-                digest.update(chunk)
-        digests.append(digest.hexdigest())
-    return hashlib.sha256("\n".join(sorted(digests)).encode("ascii")).hexdigest()
 
 
 def case_fingerprint(input_key: str, settings: Mapping[str, Any]) -> str:

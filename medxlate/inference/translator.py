@@ -3,7 +3,6 @@ and translate whole volumes (slice-wise 2D/2.5D or sliding-window 3D)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from medxlate.checkpoint import checkpoint_field, load_checkpoint
 from medxlate.errors import CheckpointError, ConfigError, GeometryError
 from medxlate.inference.finite import check_finite_input, check_finite_output, check_finite_weights
 from medxlate.inference.runner import infer_volume
-from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict
+from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict, strategy_to_dict
 from medxlate.transforms import Preprocessing, restore_grid
 
 logger = logging.getLogger(__name__)
@@ -255,7 +254,10 @@ class Translator:
                 input falls back to a new anonymous study, with a warning).
 
         The output and its sidecar must not be (or lie inside) the input: checked before anything
-        is read or written (see :mod:`medxlate.io.guard`). The input is hashed before writing.
+        is read or written (see :mod:`medxlate.io.guard`). The input is identified before writing
+        (:func:`medxlate.io.provenance.describe_source`): path, content hash and, for DICOM, the
+        series UID and file count. The sidecar also records the geometry as read, the preprocessing
+        applied and the model; it stays with the output in the hospital (it may hold the series UID).
 
         Returns:
             The written NIfTI path or DICOM folder.
@@ -268,23 +270,27 @@ class Translator:
         from medxlate.io import load_volume
         from medxlate.io.guard import guard_outputs
         from medxlate.io.load import NIFTI_SUFFIXES
+        from medxlate.io.provenance import HOSPITAL_ONLY_KEYS, describe_geometry, describe_source
         from medxlate.io.save import sidecar_path
         from medxlate.io.sitk_formats import SITK_SUFFIXES
 
         guard_outputs([(output_path, "output"), (sidecar_path(output_path), "provenance sidecar")], [input_path])
         path = Path(input_path)
-        source_sha256 = _sha256(path) if path.is_file() else None  # before anything is written
+        origin = describe_source(path)  # hashed before anything is written
         is_dicom = not path.name.lower().endswith((*NIFTI_SUFFIXES, *SITK_SUFFIXES))
         source = load_volume(path)
         check_single_volume(source, str(path))
         check_finite_input(source, str(path))
         result = self(source)
+        geometry = {**describe_geometry(source), "resampled_on_load": source.meta.get("resampled", "")}
         return self.write(
             result,
             output_path,
             output_format,
             dicom_source=path if is_dicom else None,
-            source_sha256=_sha256(path) if path.is_file() else None,
+            source_sha256=origin["sha256"],
+            source_record={**origin, **geometry},
+            model_spacing=self.model_spacing(source),
         )
 
     def write(
@@ -295,6 +301,8 @@ class Translator:
         *,
         dicom_source: Any = None,
         source_sha256: str | None = None,
+        source_record: dict[str, Any] | None = None,
+        model_spacing: tuple[float, float, float] | None = None,
     ) -> Path:
         """Save a translated volume marked synthetic (NIfTI file or DICOM series), then its sidecar.
 
@@ -305,6 +313,10 @@ class Translator:
             dicom_source: For ``dicom``: the source series (folder, file, or
                 :class:`~medxlate.io.dicom_export.SourceSeries`); ``None`` = anonymous new study.
             source_sha256: Checksum of the input file, recorded in the provenance sidecar.
+            source_record: What identifies the input (:func:`medxlate.io.provenance.describe_source`
+                plus its geometry as read); may hold the DICOM series UID: such a sidecar stays in
+                the hospital.
+            model_spacing: The spacing (mm) the model saw (``None``: the input's own).
 
         Returns:
             The written NIfTI path or DICOM folder. The sidecar is written last, so its presence
@@ -312,6 +324,7 @@ class Translator:
         """
         from medxlate import __version__
         from medxlate.io import save_volume, write_provenance
+        from medxlate.io.provenance import HOSPITAL_ONLY_KEYS
 
         if output_format == "dicom":
             from medxlate.io.dicom_export import save_dicom_series
@@ -327,9 +340,16 @@ class Translator:
                 "synthetic": True,
                 "description": self.description,
                 "source_sha256": source_sha256,
+                "source": source_record,
+                "preprocessing": {
+                    **self.preprocessing.to_dict(),
+                    "inference": strategy_to_dict(self.strategy),
+                    "model_spacing_mm": model_spacing,
+                },
                 "medxlate_version": __version__,
                 **self.provenance,
             },
+            allow_identifiers=HOSPITAL_ONLY_KEYS,
         )
         return written
 
@@ -370,11 +390,3 @@ def check_single_volume(volume: torch.Tensor, where: str) -> None:
     raise GeometryError(
         f"{where}: image of shape {shape} (channel first) has {found}; expected a single 3D volume (1, X, Y, Z)"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

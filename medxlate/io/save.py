@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -239,13 +239,18 @@ def _identifier_keys(obj: Any, where: str = "") -> list[str]:
     return []
 
 
-def write_provenance(path: str | os.PathLike[str], info: Mapping[str, Any]) -> Path:
+def write_provenance(
+    path: str | os.PathLike[str], info: Mapping[str, Any], *, allow_identifiers: Collection[str] = ()
+) -> Path:
     """Write ``info`` as a JSON sidecar next to an image, atomically.
 
     Args:
         path: The image path (``out.nii.gz``); the sidecar is ``out.json`` (see :func:`sidecar_path`).
         info: JSON-serialisable mapping (numpy/torch values and paths are converted), e.g. model run,
             input checksum, medxlate version. Keys naming patient/study identifiers are refused.
+        allow_identifiers: Dotted keys that may hold an identifier anyway, for sidecars that stay in
+            the hospital (``translate`` records ``source.series_instance_uid``); never used for
+            prepared datasets or anything sent to MLflow.
 
     Returns:
         Path of the written sidecar.
@@ -254,7 +259,7 @@ def write_provenance(path: str | os.PathLike[str], info: Mapping[str, Any]) -> P
         InputDataError: ``info`` is not serialisable (including NaN/inf) or holds identifier keys.
     """
     target = sidecar_path(Path(path).expanduser())
-    leaked = _identifier_keys(info)
+    leaked = [key for key in _identifier_keys(info) if key not in allow_identifiers]
     if leaked:
         raise InputDataError(
             f"provenance for {target} has identifier keys {leaked}; expected no patient/study identifiers"

@@ -85,3 +85,50 @@ def test_sidecar_records_the_input_hash_taken_before_writing(checkpoint: Path, s
     written = Translator.from_checkpoint(checkpoint, device="cpu").translate_file(scan, tmp_path / "out.nii.gz")
     sidecar = json.loads((tmp_path / "out.json").read_text())
     assert sidecar["source_sha256"] == expected != _sha256(written)
+
+
+def test_dicom_provenance_traces_the_series(checkpoint: Path, tmp_path: Path) -> None:
+    """Issue 6, item 4: a DICOM input's sidecar names its series, file count, content hash and geometry."""
+    import nibabel as nib
+    import pydicom
+    import SimpleITK as sitk
+
+    series = tmp_path / "hospital" / "series"
+    files = write_ct_series(
+        series, phantom(2, (16, 16, 5))[0].astype(np.float64), spacing=(0.8, 0.6, 2.0), row_dir=(-1.0, 0.0, 0.0)
+    )
+    (series / "notes.txt").write_text("not DICOM")  # ignored by the reader and by the hash
+    out = Translator.from_checkpoint(checkpoint, device="cpu").translate_file(series, tmp_path / "out" / "syn.nii.gz")
+    record = json.loads((tmp_path / "out" / "syn.json").read_text())
+    source = record["source"]
+    uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    per_file = sorted(_sha256(p) for p in files)
+    assert source["series_instance_uid"] == uid and source["kind"] == "dicom_series"
+    assert source["files"] == len(files) == 5 and source["modality"] == "CT"
+    assert source["sha256"] == hashlib.sha256("\n".join(per_file).encode()).hexdigest() == record["source_sha256"]
+    assert source["path"] == str(series.resolve())
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(series)))
+    image = reader.Execute()
+    assert source["shape"] == list(image.GetSize()) == [16, 16, 5]
+    np.testing.assert_allclose(source["spacing_mm"], image.GetSpacing(), rtol=0, atol=1e-9)
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    direction = lps_to_ras @ np.asarray(image.GetDirection()).reshape(3, 3)
+    assert source["orientation"] == "".join(nib.aff2axcodes(np.block([[direction, np.zeros((3, 1))], [0, 0, 0, 1]])))
+    assert source["orientation"] == "RPI"  # row -x, column +y: the normal points inferior
+    np.testing.assert_allclose(np.asarray(source["affine_ras"]), nib.load(str(out)).affine, rtol=0, atol=1e-5)
+    assert record["preprocessing"]["source_window"] == [-1024.0, 3071.0]
+    assert record["preprocessing"]["inference"]["kind"] == "slices"
+    assert record["checkpoint"] == str(checkpoint.resolve())
+
+
+def test_identifier_keys_are_still_refused_outside_the_allowed_ones(tmp_path: Path) -> None:
+    from medxlate.errors import InputDataError
+    from medxlate.io import write_provenance
+
+    with pytest.raises(InputDataError, match=r"identifier keys \['source.patient_id'\]"):
+        write_provenance(
+            tmp_path / "a.nii.gz",
+            {"source": {"series_instance_uid": "1.2", "patient_id": "P"}},
+            allow_identifiers={"source.series_instance_uid"},
+        )
