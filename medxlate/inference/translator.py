@@ -213,9 +213,7 @@ class Translator:
         check_single_volume(volume, "input volume")
         check_finite_input(volume, "input volume")
         prep = self.preprocessing
-        # slice-wise 2D models never see the slice distance; 2.5D (neighbours as channels) and 3D do
-        through_plane = not isinstance(self.strategy, SliceStrategy) or self.strategy.context_slices > 0
-        pixdim = prep.inference_spacing(volume, through_plane)
+        pixdim = self.model_spacing(volume)
         if prep.domain is not None:
             prep.domain.warn_if_unfamiliar(volume, volume.affine, prep.source_window)
         source = prep.source_to_model(volume, pixdim)
@@ -225,6 +223,14 @@ class Translator:
         check_finite_output(output, "translation")
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
         return restore_grid(canonical, volume, resampled=pixdim is not None)
+
+    def model_spacing(self, volume: MetaTensor) -> tuple[float, float, float] | None:
+        """The spacing (mm) ``volume`` is resampled to before the model sees it, or ``None`` (its own).
+
+        Slice-wise 2D models never see the slice distance; 2.5D (neighbours as channels) and 3D do.
+        """
+        through_plane = not isinstance(self.strategy, SliceStrategy) or self.strategy.context_slices > 0
+        return self.preprocessing.inference_spacing(volume, through_plane)
 
     @property
     def description(self) -> str:
@@ -270,7 +276,7 @@ class Translator:
         from medxlate.io import load_volume
         from medxlate.io.guard import guard_outputs
         from medxlate.io.load import NIFTI_SUFFIXES
-        from medxlate.io.provenance import HOSPITAL_ONLY_KEYS, describe_geometry, describe_source
+        from medxlate.io.provenance import describe_geometry, describe_source
         from medxlate.io.save import sidecar_path
         from medxlate.io.sitk_formats import SITK_SUFFIXES
 

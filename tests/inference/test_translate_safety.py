@@ -119,6 +119,7 @@ def test_dicom_provenance_traces_the_series(checkpoint: Path, tmp_path: Path) ->
     np.testing.assert_allclose(np.asarray(source["affine_ras"]), nib.load(str(out)).affine, rtol=0, atol=1e-5)
     assert record["preprocessing"]["source_window"] == [-1024.0, 3071.0]
     assert record["preprocessing"]["inference"]["kind"] == "slices"
+    assert record["preprocessing"]["model_spacing_mm"] is None  # no recorded domain, no pixdim: its own spacing
     assert record["checkpoint"] == str(checkpoint.resolve())
 
 
