@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from medxlate.errors import InputDataError, MedxlateError
 from medxlate.inference.finite import check_finite_input
-from medxlate.inference.translator import Translator, _sha256
+from medxlate.inference.translator import Translator
 from medxlate.io.atomic import atomic_path
+from medxlate.io.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def collect_inputs(root: Path, source_modality: str | None, split: str = "test")
         cases = read_dataset(root).split(split)
         items = [
             BatchItem(
-                case.id, case.id, (lambda p=case.source: load_volume(p)), sha256=(lambda p=case.source: _sha256(p))
+                case.id, case.id, (lambda p=case.source: load_volume(p)), sha256=(lambda p=case.source: sha256_file(p))
             )
             for case in cases
         ]
@@ -97,7 +98,7 @@ def collect_inputs(root: Path, source_modality: str | None, split: str = "test")
     volumes = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES))
     if volumes:
         return [
-            BatchItem(_volume_stem(p), str(p), (lambda p=p: load_volume(p)), sha256=(lambda p=p: _sha256(p)))
+            BatchItem(_volume_stem(p), str(p), (lambda p=p: load_volume(p)), sha256=(lambda p=p: sha256_file(p)))
             for p in volumes
         ]
     return _dicom_items(root, source_modality)
@@ -157,12 +158,15 @@ def translate_batch(
 
     Raises:
         InputDataError: if nothing translatable is found.
+        OutputError: if ``output_dir`` is or lies inside ``input_root``.
     """
     from tqdm import tqdm
 
     from medxlate.io.dicom_export import read_source_series
+    from medxlate.io.guard import guard_output
     from medxlate.io.save import sidecar_path
 
+    guard_output(output_dir, [input_root], "output folder")  # never into (or over) the inputs
     items = collect_inputs(Path(input_root), translator.provenance.get("source_modality"), split)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
