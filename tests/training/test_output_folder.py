@@ -25,7 +25,10 @@ def test_rerun_into_a_finished_run_is_refused_unless_overwrite(dataset: Path, tm
     run = tmp_path / "run"
     first = fit(validate_config(tiny_config(dataset, run, epochs=1, decay_epochs=0)))
     checkpoint = first.checkpoint.read_bytes()
-    with pytest.raises(OutputError, match=rf"train.output_dir {run}: already holds config.yaml, last.pt"):
+    with pytest.raises(
+        OutputError,
+        match=rf"train.output_dir {run}: already holds config.yaml, data_cache, last.pt, val_montage.png \(an earlier",
+    ):
         fit(validate_config(tiny_config(dataset, run, epochs=1, decay_epochs=0, seed=1)))
     assert first.checkpoint.read_bytes() == checkpoint
     again = fit(validate_config(tiny_config(dataset, run, epochs=1, decay_epochs=0, seed=1, overwrite=True)))
