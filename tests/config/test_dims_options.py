@@ -55,13 +55,16 @@ def test_shipped_3d_recipe_loads() -> None:
 
     from medxlate.config import load_config
     from medxlate.pipeline import load_pipeline
+    from medxlate.training.setup import inference_strategy
 
     repo = Path(__file__).resolve().parents[2]
     recipe = load_pipeline(repo / "pipelines" / "ct2mr_3d.yaml")
     cfg = load_config(repo / recipe.config, dict(recipe.overrides))
-    assert (cfg.data.spatial_dims, cfg.data.patch_size, cfg.eval.roi_size) == (3, (96, 96, 16), (96, 96, 16))
+    windows = inference_strategy(cfg)
+    assert (cfg.data.spatial_dims, cfg.data.patch_size, windows.roi_size) == (3, (96, 96, 16), (96, 96, 16))
+    assert (windows.overlap, windows.sw_batch_size) == (0.25, 16)
     multiple = 2 ** cfg.model.generator_params["num_downs"]
-    assert all(size % multiple == 0 for size in (*cfg.data.patch_size, *cfg.eval.roi_size))
+    assert all(size % multiple == 0 for size in (*cfg.data.patch_size, *windows.roi_size))
     assert min(cfg.data.patch_size) >= 3 * 2 ** cfg.model.discriminator_params["n_layers"]
     defaults = load_config(repo / "configs" / "ct2mr_3d.yaml")
     assert all(size % 2 ** defaults.model.generator_params["num_downs"] == 0 for size in defaults.data.patch_size)
