@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
+from medxlate.data.roles import orient_dataset
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import Translator
 from medxlate.inference.finite import check_finite_input
@@ -61,8 +62,10 @@ def evaluate(
 ) -> EvaluationResult:
     """Translate every case of a split on its own grid and compare with the real target.
 
-    Metrics are 3D SSIM/PSNR/MAE in target units, whole volume and inside the body mask, with
-    ``data_range`` = the reference volume's max - min. A metric that is NaN/inf for a case (e.g. an
+    The dataset's roles are read as the checkpoint's task reads them (an MR -> CT model on a
+    CT -> MR dataset translates its MR). Metrics are 3D SSIM/PSNR/MAE in target units, whole volume
+    and inside the body mask, with ``data_range`` = the reference volume's max - min (a CT target:
+    the CT window width). A metric that is NaN/inf for a case (e.g. an
     empty body mask) is left out of the means with a warning, listed under ``excluded`` in the
     summary JSON and written as an empty cell in the CSV; it never appears as ``nan``. When a case
     carries a noise-free target
@@ -97,11 +100,11 @@ def evaluate(
     guard_output(out_dir, [checkpoint, dataset], "evaluation output folder")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"evaluate: unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
-    data = read_dataset(dataset)
+    translator = Translator.from_checkpoint(checkpoint, device=device)
+    data = orient_dataset(read_dataset(dataset), translator.preprocessing.task)
     cases = data.split(split)
     if not cases:
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate")
-    translator = Translator.from_checkpoint(checkpoint, device=device)
     per_case: dict[str, dict[str, float]] = {}
     for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
         source, target = load_volume(case.source), load_volume(case.target)
@@ -115,7 +118,7 @@ def evaluate(
             except InputDataError as e:
                 raise InputDataError(f"{case.target}: {e}") from e
             continue
-        values = volume_metrics(prediction, target[0].as_tensor(), mask)
+        values = volume_metrics(prediction, target[0].as_tensor(), mask, translator.preprocessing.target_data_range)
         if CEILING_ROLE in case.files:
             ceiling = volume_metrics(load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask)
             values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})

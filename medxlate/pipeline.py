@@ -115,7 +115,12 @@ def _run_stage(
             report(f"train: checkpoint {trained.checkpoint}")
     elif stage == "evaluate":
         result.evaluation = _evaluate(
-            cfg, _checkpoint(result, train_dir), dataset_dir, out / "evaluation", result.run_id
+            cfg,
+            _checkpoint(result, train_dir),
+            dataset_dir,
+            out / "evaluation",
+            result.run_id,
+            recipe.evaluate_protocol,
         )
         report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
     elif stage == "translate":
@@ -132,7 +137,9 @@ def _checkpoint(result: PipelineResult, train_dir: Path) -> Path:
     return checkpoint
 
 
-def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: str | None) -> dict[str, float]:
+def _evaluate(
+    cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: str | None, protocol: str = "default"
+) -> dict[str, float]:
     from medxlate.checkpoint import load_checkpoint
     from medxlate.evaluation import evaluate
     from medxlate.tracking import make_tracker
@@ -145,7 +152,14 @@ def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: 
         tracker.start(cfg.experiment_name, cfg.name, {}, {}, resume_run_id=run_id)
     try:
         result = evaluate(
-            checkpoint, dataset, out_dir, split="val", tracker=tracker, device=cfg.train.device, report=True
+            checkpoint,
+            dataset,
+            out_dir,
+            split="val",
+            tracker=tracker,
+            device=cfg.train.device,
+            report=True,
+            protocol=protocol,
         )
         return result.summary
     finally:
@@ -155,13 +169,15 @@ def _evaluate(cfg: Any, checkpoint: Path, dataset: Path, out_dir: Path, run_id: 
 
 def _translate(checkpoint: Path, dataset: Path, out_dir: Path, split: str) -> list[Path]:
     from medxlate.data import read_dataset
+    from medxlate.data.roles import orient_dataset
     from medxlate.inference import Translator
 
     translator = Translator.from_checkpoint(checkpoint)
     modality = translator.target_modality.lower()
+    data = orient_dataset(read_dataset(dataset), translator.preprocessing.task)
     return [
         translator.translate_file(case.source, out_dir / f"{case.id}_synthetic_{modality}.nii.gz")
-        for case in read_dataset(dataset).split(split)
+        for case in data.split(split)
     ]
 
 

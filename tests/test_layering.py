@@ -16,6 +16,7 @@ FORBIDDEN = {
     "checkpoint": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
     "models": ("medxlate.training", "medxlate.inference", "medxlate.data"),
     "transforms": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
+    "tasks": ("medxlate.training", "medxlate.inference", "medxlate.data"),
     "metrics": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
     "io": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.transforms"),
 }

@@ -26,6 +26,8 @@ class PipelineConfig(_Frozen):
         overrides: Dotted-key overrides applied to the experiment config.
         stages: Stages to run, in order.
         translate_split: Which dataset split the translate stage writes synthetic volumes for.
+        evaluate_protocol: The evaluate stage's protocol: ``default`` (SSIM/PSNR/MAE in target
+            units) or ``synthrad2025`` (synthetic CT vs. real CT in HU; for MR -> CT recipes).
     """
 
     name: str = Field(min_length=1)
@@ -37,3 +39,4 @@ class PipelineConfig(_Frozen):
     overrides: dict[str, Any] = Field(default_factory=dict)
     stages: tuple[Stage, ...] = ("prepare", "train", "evaluate", "translate")
     translate_split: Literal["train", "val", "test"] = "val"
+    evaluate_protocol: Literal["default", "synthrad2025"] = "default"

@@ -21,7 +21,7 @@ def registered_name(family: str, name: str) -> str:
     """Check ``name`` against a model registry at validation time, before any run starts.
 
     Args:
-        family: ``"generator"``, ``"discriminator"`` or ``"adversarial"`` (loss).
+        family: ``"generator"``, ``"discriminator"``, ``"adversarial"`` (loss) or ``"task"``.
         name: The configured name.
 
     Returns:
@@ -32,11 +32,13 @@ def registered_name(family: str, name: str) -> str:
     """
     from medxlate import models  # lazy: the registries need torch, the config module does not
     from medxlate.errors import RegistryError
+    from medxlate.tasks import TASKS
 
     registries = {
         "generator": models.GENERATORS,
         "discriminator": models.DISCRIMINATORS,
         "adversarial": models.ADVERSARIAL_LOSSES,
+        "task": TASKS,
     }
     try:
         registries[family].get(name)
@@ -55,6 +57,8 @@ class DataConfig(_Frozen):
 
     Attributes:
         dataset: Folder holding ``dataset.json`` (written by ``medxlate prepare``).
+        task: The translation (``ct2mr``, ``mr2ct``; :mod:`medxlate.tasks`). Its source modality is
+            read from whichever dataset role holds it (``mr2ct`` on a CT -> MR dataset swaps them).
         spatial_dims: 2 for slice-wise (2D/2.5D) translation (``slices`` sampler), 3 for volumetric
             translation on patches (``patches`` sampler).
         context_slices: 2D only. Neighbouring slices on each side fed as extra channels (2.5D); 0 is
@@ -66,8 +70,9 @@ class DataConfig(_Frozen):
         foreground_prob: 3D only. Probability that a patch is centred on a body-mask voxel (else on a
             background voxel), as MONAI's ``RandCropByPosNegLabeld`` with ``pos/(pos+neg)``.
         pixdim: Voxel spacing (mm) to resample to before training/inference; ``None`` keeps the data's.
-        source_window: CT window in HU, clipped and scaled to [-1, 1].
-        target_percentiles: Per-volume percentiles of the MR mapped to [-1, 1].
+        source_window: The CT window in HU, clipped and scaled to [-1, 1] (the CT's, whichever role it
+            plays: the target's for ``mr2ct``; the name is kept from CT -> MR).
+        target_percentiles: Per-volume percentiles of the MR mapped to [-1, 1] (the MR's, whichever role).
         batch_size: Slices (2D) or patches (3D) per training batch.
         flip_prob: Probability of a random left-right flip of each training pair.
         cache_dir: Where preprocessed volumes are cached on disk (built once, reused while the dataset
@@ -77,6 +82,7 @@ class DataConfig(_Frozen):
     """
 
     dataset: Path
+    task: str = "ct2mr"
     spatial_dims: Literal[2, 3] = 2
     context_slices: int = Field(default=0, ge=0, le=8)
     patch_size: tuple[int, int, int] | None = None
@@ -89,6 +95,11 @@ class DataConfig(_Frozen):
     flip_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     cache_dir: Path | None = None
     cache_volumes: int = Field(default=4, ge=0)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        return registered_name("task", name)
 
     @field_validator("source_window", "target_percentiles")
     @classmethod

@@ -85,12 +85,13 @@ def collect_inputs(root: Path, source_modality: str | None, split: str = "test")
     if (root / "dataset.json").is_file():
         from medxlate.data import read_dataset
 
-        cases = read_dataset(root).split(split)
+        data = read_dataset(root)
+        # the model's source modality may be the dataset's target role (MR -> CT on a CT -> MR dataset)
+        wanted = (source_modality or data.source_modality).upper()
+        role = "target" if wanted == data.target_modality.upper() != data.source_modality.upper() else "source"
+        paths = [(case.id, case.files[role]) for case in data.split(split)]
         items = [
-            BatchItem(
-                case.id, case.id, (lambda p=case.source: load_volume(p)), sha256=(lambda p=case.source: sha256_file(p))
-            )
-            for case in cases
+            BatchItem(cid, cid, (lambda p=p: load_volume(p)), sha256=(lambda p=p: sha256_file(p))) for cid, p in paths
         ]
         if not items:
             raise InputDataError(f"{root}: dataset split '{split}' has no case to translate")

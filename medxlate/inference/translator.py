@@ -163,7 +163,7 @@ class Translator:
         return cls(
             generator,
             prep,
-            content.get("target_modality", "MR"),
+            content.get("target_modality", prep.task.target_modality),
             device,
             strategy,
             provenance=provenance,
@@ -194,7 +194,7 @@ class Translator:
         return translator
 
     def __call__(self, volume: MetaTensor) -> MetaTensor:
-        """Translate a (1, X, Y, Z) volume in source units (CT in HU).
+        """Translate a (1, X, Y, Z) volume in source units (CT in HU; MR in its own units).
 
         The volume is translated on the model's training spacing (the configured ``pixdim``, else
         the rule of :mod:`medxlate.transforms.domain`) and the result resampled back onto the
@@ -214,9 +214,10 @@ class Translator:
         check_finite_input(volume, "input volume")
         prep = self.preprocessing
         pixdim = self.model_spacing(volume)
-        if prep.domain is not None:
-            prep.domain.warn_if_unfamiliar(volume, volume.affine, prep.source_window)
         source = prep.source_to_model(volume, pixdim)
+        if prep.domain is not None:  # a per-volume normalised source (MR) is compared in model units
+            checked = source if prep.task.normaliser("source").per_volume else volume
+            prep.domain.warn_if_unfamiliar(checked, checked.affine, prep.source_unit_range)
         output = infer_volume(
             self.generator, source.as_tensor(), self.strategy, prep.divisible, self.device, self.bf16, self.progress
         )

@@ -17,10 +17,12 @@ from medxlate import __version__
 from medxlate.config import ExperimentConfig, flatten_config
 from medxlate.data import read_dataset
 from medxlate.data.cache import LazyVolumes, MappedSources, VolumeReader, build_cache
+from medxlate.data.roles import orient_dataset
 from medxlate.data.samplers import PatchSampler, SliceSampler
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
+from medxlate.tasks import get_task
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
 from medxlate.training.outputs import claim_output_dir
@@ -68,6 +70,7 @@ def make_preprocessing(cfg: ExperimentConfig, divisible: int) -> Preprocessing:
     """The preprocessing recipe implied by a config (target reference range still unknown)."""
     data = cfg.data
     return Preprocessing(
+        task=get_task(data.task),
         source_window=data.source_window,
         target_percentiles=data.target_percentiles,
         pixdim=data.pixdim,
@@ -125,7 +128,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         torch.set_num_threads(cfg.train.num_threads)
     apply_speed_settings(runtime.device, cfg.train.cudnn_benchmark)
     device = runtime.device
-    dataset = read_dataset(cfg.data.dataset)
+    dataset = orient_dataset(read_dataset(cfg.data.dataset), get_task(cfg.data.task))
     in_channels = 2 * cfg.data.context_slices + 1
     modules, divisible = build_gan(cfg, in_channels, device)
     _check_patch_size(cfg, divisible, modules.discriminator)
@@ -233,9 +236,10 @@ def _load_data(
     cfg: ExperimentConfig, dataset: Any, divisible: int
 ) -> tuple[Preprocessing, SliceSampler | PatchSampler, LazyVolumes]:
     """The training sampler and the validation volumes over the on-disk cache (built if needed), and
-    the preprocessing with its target reference range (the mean of the training volumes' percentile
-    values, used to map outputs back to MR units) and the training domain (spacing, source
-    intensities, field of view; used at inference), read from the cache one volume at a time."""
+    the preprocessing with its target reference range (the mean of the training volumes' own ranges:
+    percentile values for an MR target, the window for a CT target; used to map outputs back to
+    target units) and the training domain (spacing, source intensities, field of view; used at
+    inference), read from the cache one volume at a time."""
     train_cases, val_cases = dataset.split("train"), dataset.split("val")
     if not train_cases or not val_cases:
         raise InputDataError(
@@ -248,7 +252,7 @@ def _load_data(
     cached = build_cache(dataset, [*train_cases, *val_cases], prep, cache_dir)
     train_cached, val_cached = cached[: len(train_cases)], cached[len(train_cases) :]
     reference = [float(np.mean([case.target_range[i] for case in train_cached])) for i in (0, 1)]
-    domain = TrainingDomain.from_volumes(MappedSources(train_cached), prep.source_window)
+    domain = TrainingDomain.from_volumes(MappedSources(train_cached), prep.source_unit_range)
     prep = replace(prep, target_range=(reference[0], reference[1]), domain=domain)
     reader = VolumeReader(train_cached, data.cache_volumes)
     seed = cfg.train.seed

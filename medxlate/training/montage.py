@@ -27,8 +27,9 @@ def make_montage(
     real: torch.Tensor,
     z: int,
     source_window: tuple[float, float] = (-400.0, 400.0),
+    target_window: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """One-slice montage CT | synthetic MR | real MR | absolute difference, as (H, 4W, 3) uint8.
+    """One-slice montage source | synthetic | real | absolute difference, as (H, 4W, 3) uint8.
 
     Args:
         source: (X, Y, Z) source in its units (HU).
@@ -36,18 +37,20 @@ def make_montage(
         real: (X, Y, Z) real target in target units.
         z: Axial slice index.
         source_window: Display window for the source.
+        target_window: Display window for the target panels (e.g. a CT window in HU); default
+            ``[0, p99.5 of the real slice]`` (MR).
 
     Returns:
-        RGB image; the MR panels and the difference share one intensity scale.
+        RGB image; the target panels share one intensity scale, the difference spans its width.
     """
     real_plane = display_slice(real, z)
     synthetic_plane = display_slice(synthetic, z)
-    high = float(np.percentile(real_plane, 99.5)) or 1.0
+    low, high = target_window or (0.0, float(np.percentile(real_plane, 99.5)) or 1.0)
     panels = [
         to_uint8(display_slice(source, z), *source_window),
-        to_uint8(synthetic_plane, 0.0, high),
-        to_uint8(real_plane, 0.0, high),
-        to_uint8(np.abs(synthetic_plane - real_plane), 0.0, high),
+        to_uint8(synthetic_plane, low, high),
+        to_uint8(real_plane, low, high),
+        to_uint8(np.abs(synthetic_plane - real_plane), 0.0, high - low),
     ]
     separator = np.full((panels[0].shape[0], 2), 255, dtype=np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, separator)][:-1], axis=1)

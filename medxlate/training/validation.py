@@ -29,21 +29,24 @@ class ValidationResult:
     montage: np.ndarray | None
 
 
-def volume_metrics(prediction: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+def volume_metrics(
+    prediction: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, data_range: float | None = None
+) -> dict[str, float]:
     """3D SSIM/PSNR/MAE of one volume, whole image and inside the body mask.
 
-    ``data_range`` is the reference volume's max - min (stated, per case).
+    ``data_range`` is the reference volume's max - min (stated, per case) unless given.
 
     Args:
         prediction: (X, Y, Z) in target units.
         reference: (X, Y, Z) in target units.
         mask: (X, Y, Z) boolean body mask.
+        data_range: Fixed data range for PSNR/SSIM (a CT target: the window width in HU).
 
     Returns:
         ``ssim, psnr, mae, ssim_body, psnr_body, mae_body`` and ``data_range``.
     """
     pred, ref, body = prediction[None, None], reference[None, None], mask[None, None]
-    data_range = float(ref.max() - ref.min())
+    data_range = float(ref.max() - ref.min()) if data_range is None else float(data_range)
     values = {
         "psnr": metrics.psnr(pred, ref, data_range=data_range),
         "mae": metrics.mae(pred, ref),
@@ -81,8 +84,10 @@ def validate(
     """Translate each validation volume and compare with its real target in target units.
 
     The volume is translated exactly as the Translator does (same strategy, same inferer). The
-    synthetic volume is mapped to target units with the training reference range (as at
-    inference); the real target is restored to its own units.
+    synthetic volume is mapped to target units as at inference (an MR target with the training
+    reference range; a CT target through its window, in HU); the real target is restored to its own
+    units. PSNR/SSIM use each reference's max - min as data range for an MR target and the CT window
+    width for a CT target (:attr:`Preprocessing.target_data_range`).
     A metric that is NaN/inf for a case is left out of the mean with a warning
     (:func:`medxlate.metrics.summary.finite_case_means`).
 
@@ -99,12 +104,15 @@ def validate(
         synthetic = prep.model_to_target(output)[0]
         real = unit_to_range(volume.target.as_tensor(), volume.target_range)[0]
         mask = volume.mask[0]
-        per_case[volume.case_id] = volume_metrics(synthetic, real, mask)
+        per_case[volume.case_id] = volume_metrics(synthetic, real, mask, prep.target_data_range)
         if montage is None:
             body_slices = torch.nonzero(mask.flatten(0, 1).any(dim=0)).flatten()
             z = int(body_slices[len(body_slices) // 2]) if len(body_slices) else real.shape[-1] // 2
-            source_hu = unit_to_range(volume.source.as_tensor()[0], prep.source_window)
-            montage = make_montage(source_hu, synthetic, real, z)
+            source = unit_to_range(volume.source.as_tensor()[0], prep.source_unit_range)
+            if prep.task.source_modality == "CT":
+                montage = make_montage(source, synthetic, real, z)
+            else:  # MR in model units; CT target shown in a soft-tissue window
+                montage = make_montage(source, synthetic, real, z, (-1.0, 1.0), target_window=(-400.0, 400.0))
     generator.train(was_training)
     means = finite_case_means(per_case, "validation").means
     return ValidationResult(metrics=means, per_case=per_case, montage=montage)

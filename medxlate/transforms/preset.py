@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 
 from medxlate.errors import CheckpointError
+from medxlate.tasks.task import DEFAULT_TASK, Normaliser, Task, get_task
 from medxlate.transforms.domain import TrainingDomain
-from medxlate.transforms.intensity import percentile_range, range_to_unit, unit_to_range, window_to_unit
 from medxlate.transforms.spatial import to_canonical
 
 PREPROCESSING_VERSION = 2  # 2: adds the training domain (spacing, intensities, field of view)
@@ -25,17 +25,24 @@ PREPROCESSING_VERSION = 2  # 2: adds the training domain (spacing, intensities, 
 class Preprocessing:
     """How volumes are brought to the model and back.
 
+    Which role is CT and which MR is the ``task``'s (:mod:`medxlate.tasks`); each role is normalised
+    by its normaliser. The two intensity parameters keep their CT -> MR names (checkpoints and
+    configs written before tasks existed read unchanged): ``source_window`` is *the CT window*
+    and ``target_percentiles`` *the MR percentiles*, whichever role CT and MR play.
+
     Attributes:
-        source_window: Source (CT) window in HU mapped to [-1, 1] with clipping.
-        target_percentiles: Per-volume target (MR) percentiles mapped to [-1, 1].
+        source_window: The CT window in HU mapped to [-1, 1] with clipping (``ct_window``).
+        target_percentiles: Per-volume MR percentiles mapped to [-1, 1] (``mr_percentile``).
         target_range: Reference target intensities ``(low, high)`` (mean of the training volumes'
-            percentile values); model outputs are mapped back to target units with it.
+            own ranges: their percentile values for an MR target, the CT window for a CT target);
+            model outputs of a per-volume normalised target are mapped back with it.
         pixdim: Spacing (mm) volumes are resampled to, or ``None``.
         context_slices: Neighbouring slices on each side given as channels (2.5D).
         divisible: In-plane sizes are padded to a multiple of this (the generator's total stride).
         domain: What the training volumes were like (spacing, source intensities, field of view);
             ``None`` in records written before version 2.
         version: Record format version.
+        task: The translation task (``ct2mr`` in records written before tasks existed).
     """
 
     source_window: tuple[float, float]
@@ -46,10 +53,14 @@ class Preprocessing:
     divisible: int = 1
     domain: TrainingDomain | None = None
     version: int = field(default=PREPROCESSING_VERSION)
+    task: Task = field(default_factory=lambda: get_task(DEFAULT_TASK))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able representation (lists instead of tuples)."""
-        data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "domain"}
+        data = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k not in ("domain", "task")
+        }
+        data["task"] = self.task.to_dict()
         data["domain"] = self.domain.to_dict() if self.domain is not None else None
         return data
 
@@ -57,7 +68,8 @@ class Preprocessing:
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """Rebuild from :meth:`to_dict` output (e.g. read from a checkpoint).
 
-        Records of version 1 (no training domain) load with ``domain=None``.
+        Records of version 1 (no training domain) load with ``domain=None``; records without a
+        task (written before tasks existed) load as ``ct2mr``.
 
         Raises:
             CheckpointError: if keys are missing or unknown, or the version is newer than this code.
@@ -68,7 +80,9 @@ class Preprocessing:
                 f"checkpoint preprocessing record has version {version!r}; this medxlate reads up to "
                 f"{PREPROCESSING_VERSION} (upgrade medxlate)"
             )
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "domain"}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k not in ("domain", "task")}
+        if data.get("task") is not None:
+            values["task"] = Task.from_dict(data["task"])
         if data.get("domain") is not None:
             values["domain"] = TrainingDomain.from_dict(data["domain"])
         try:
@@ -94,26 +108,55 @@ class Preprocessing:
             return None
         return self.domain.inference_spacing(source.affine, through_plane=through_plane)
 
+    def _parameter(self, normaliser: Normaliser) -> tuple[float, float]:
+        """The normaliser's parameter: the CT window, or the MR percentiles."""
+        return self.source_window if normaliser.name == "ct_window" else self.target_percentiles
+
     def source_to_model(self, source: MetaTensor, pixdim: tuple[float, float, float] | None = None) -> MetaTensor:
         """Canonical grid (RAS; resampled to ``pixdim``, else to the configured ``pixdim`` if any) and
-        the HU window scaled to [-1, 1]."""
-        return window_to_unit(to_canonical(source, pixdim or self.pixdim), self.source_window)
+        the source normaliser (CT: the HU window scaled to [-1, 1]; MR: its own percentiles)."""
+        canonical = to_canonical(source, pixdim or self.pixdim)
+        normaliser = self.task.normaliser("source")
+        return normaliser.forward(canonical, self._parameter(normaliser))[0]
 
     def target_to_model(self, target: MetaTensor) -> tuple[MetaTensor, tuple[float, float]]:
-        """Canonical grid and per-volume percentile scaling; returns the volume and its (low, high)."""
+        """Canonical grid and the target normaliser; returns the volume and its own (low, high)
+        (MR: its percentile values; CT: the window)."""
         canonical = to_canonical(target, self.pixdim)
-        value_range = percentile_range(canonical, self.target_percentiles)
-        return range_to_unit(canonical, value_range), value_range
+        normaliser = self.task.normaliser("target")
+        return normaliser.forward(canonical, self._parameter(normaliser))
 
     def model_to_target(self, output: torch.Tensor) -> torch.Tensor:
-        """Map model output in [-1, 1] to target units with the reference range.
+        """Map model output in [-1, 1] to target units: the reference range for a per-volume
+        normalised target (MR), the window for a CT target (HU inside the window).
 
         Raises:
-            CheckpointError: if no reference range was recorded.
+            CheckpointError: if a per-volume target has no recorded reference range.
         """
+        normaliser = self.task.normaliser("target")
+        if not normaliser.per_volume:
+            return normaliser.inverse(output, self._parameter(normaliser))
         if self.target_range is None:
             raise CheckpointError("preprocessing has no target_range: cannot map outputs back to target units")
-        return unit_to_range(output, self.target_range)
+        return normaliser.inverse(output, self.target_range)
+
+    @property
+    def source_unit_range(self) -> tuple[float, float]:
+        """Range that [-1, 1] of the model's source input maps back to for statistics and display:
+        the CT window (HU) for a CT source; ``(-1, 1)`` (model units) for a per-volume normalised
+        source, which has no common physical scale."""
+        normaliser = self.task.normaliser("source")
+        return (-1.0, 1.0) if normaliser.per_volume else self._parameter(normaliser)
+
+    @property
+    def target_data_range(self) -> float | None:
+        """Fixed ``data_range`` for PSNR/SSIM in target units: the CT window width for a CT target;
+        ``None`` (each reference's own max - min) for a per-volume normalised target."""
+        normaliser = self.task.normaliser("target")
+        if normaliser.per_volume:
+            return None
+        low, high = self._parameter(normaliser)
+        return float(high - low)
 
 
 def stack_context(volume: torch.Tensor, context_slices: int) -> torch.Tensor:

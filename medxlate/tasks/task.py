@@ -1,0 +1,148 @@
+"""What a translation *is*: the roles, their modalities and normalisers, and the geometry between them.
+
+A :class:`Task` is a small JSON-able record stored in the checkpoint's preprocessing record and
+rebuilt at inference. CT -> MR and MR -> CT are two records (:data:`TASKS`), not two code paths:
+the preprocessing asks the task which normaliser each role uses.
+
+Normalisers (:data:`NORMALISERS`, each invertible):
+
+* ``ct_window``: clip to a HU window and scale it to [-1, 1]; the inverse unscales the window
+  (outputs in HU, inside the window).
+* ``mr_percentile``: scale each volume's percentile values to [-1, 1] (no clipping); the inverse
+  uses the training reference range (the mean of the training volumes' percentile values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from medxlate.errors import CheckpointError, RegistryError
+from medxlate.models.registry import Registry
+
+Forward = Callable[[torch.Tensor, tuple[float, float]], tuple[torch.Tensor, tuple[float, float]]]
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """An invertible map from a modality's units to the model's [-1, 1].
+
+    Attributes:
+        name: Registry name (``ct_window``, ``mr_percentile``).
+        forward: ``(volume, parameter) -> (unit volume, the volume's own (low, high) in its units)``;
+            the parameter is the HU window (``ct_window``) or the percentiles (``mr_percentile``).
+        per_volume: Whether the scaling depends on the volume (then the inverse needs a reference
+            range recorded from the training volumes) or is fixed by the parameter.
+    """
+
+    name: str
+    forward: Forward
+    per_volume: bool
+
+    def inverse(self, unit: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+        """Map [-1, 1] back to units with ``value_range`` (the window, or the reference range)."""
+        from medxlate.transforms.intensity import unit_to_range  # here: transforms' preset imports tasks
+
+        return unit_to_range(unit, value_range)
+
+
+def _ct_window(volume: torch.Tensor, window: tuple[float, float]) -> tuple[torch.Tensor, tuple[float, float]]:
+    from medxlate.transforms.intensity import window_to_unit
+
+    return window_to_unit(volume, window), (float(window[0]), float(window[1]))
+
+
+def _mr_percentile(volume: torch.Tensor, percentiles: tuple[float, float]) -> tuple[torch.Tensor, tuple[float, float]]:
+    from medxlate.transforms.intensity import percentile_range, range_to_unit
+
+    value_range = percentile_range(volume, percentiles)
+    return range_to_unit(volume, value_range), value_range
+
+
+NORMALISERS: Registry[Normaliser] = Registry("normaliser")
+NORMALISERS.register("ct_window")(lambda: Normaliser("ct_window", _ct_window, per_volume=False))
+NORMALISERS.register("mr_percentile")(lambda: Normaliser("mr_percentile", _mr_percentile, per_volume=True))
+
+MODALITY_NORMALISER = {"CT": "ct_window", "MR": "mr_percentile"}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A translation task (JSON-able via :meth:`to_dict`).
+
+    Attributes:
+        name: Registry name (``ct2mr``, ``mr2ct``).
+        source_modality: Modality of the model's input (``CT``, ``MR``).
+        target_modality: Modality of the model's output.
+        source_normaliser: Normaliser name of the source role.
+        target_normaliser: Normaliser name of the target role.
+        geometry: Rule between the roles: ``same_grid`` (source, target and mask on one voxel grid).
+        mask: Whether an optional body mask role (on the same grid) is used when present.
+    """
+
+    name: str
+    source_modality: str
+    target_modality: str
+    source_normaliser: str
+    target_normaliser: str
+    geometry: Literal["same_grid"] = "same_grid"
+    mask: bool = True
+
+    def normaliser(self, role: Literal["source", "target"]) -> Normaliser:
+        """The registered normaliser of ``role``."""
+        return NORMALISERS.build(self.source_normaliser if role == "source" else self.target_normaliser)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able representation."""
+        return {
+            "name": self.name,
+            "source_modality": self.source_modality,
+            "target_modality": self.target_modality,
+            "source_normaliser": self.source_normaliser,
+            "target_normaliser": self.target_normaliser,
+            "geometry": self.geometry,
+            "mask": self.mask,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """Rebuild from :meth:`to_dict` output (e.g. a checkpoint's record).
+
+        Raises:
+            CheckpointError: if fields are missing or unknown, or a normaliser/geometry is not known.
+        """
+        try:
+            task = cls(**data)
+        except TypeError as e:
+            raise CheckpointError(f"checkpoint task record is not understood: {e}") from e
+        try:
+            task.normaliser("source"), task.normaliser("target")
+        except RegistryError as e:
+            raise CheckpointError(f"checkpoint task record '{task.name}': {e}") from e
+        if task.geometry != "same_grid":
+            raise CheckpointError(f"checkpoint task record '{task.name}': unknown geometry {task.geometry!r}")
+        return task
+
+
+def _pair(source: str, target: str) -> Callable[[], Task]:
+    name = f"{source.lower()}2{target.lower()}"
+    return lambda: Task(name, source, target, MODALITY_NORMALISER[source], MODALITY_NORMALISER[target])
+
+
+TASKS: Registry[Task] = Registry("task")
+TASKS.register("ct2mr")(_pair("CT", "MR"))
+TASKS.register("mr2ct")(_pair("MR", "CT"))
+
+DEFAULT_TASK = "ct2mr"  # what checkpoints written before tasks existed were trained for
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``.
+
+    Raises:
+        RegistryError: for an unknown name (with a did-you-mean suggestion).
+    """
+    return TASKS.build(name)
