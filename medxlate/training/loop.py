@@ -132,7 +132,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
     in_channels = 2 * cfg.data.context_slices + 1
     modules, divisible = build_gan(cfg, in_channels, device)
     _check_patch_size(cfg, divisible, modules.discriminator)
-    prep, samples, val_volumes = _load_data(cfg, dataset, divisible)
+    prep, samples, val_volumes = _load_data(cfg, dataset, divisible, runtime)
     sampler = ResumableBatchSampler(len(samples), cfg.data.batch_size, cfg.train.seed, runtime.rank, runtime.world_size)
     loader = DataLoader(
         samples,
@@ -233,7 +233,7 @@ def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resum
 
 
 def _load_data(
-    cfg: ExperimentConfig, dataset: Any, divisible: int
+    cfg: ExperimentConfig, dataset: Any, divisible: int, runtime: Runtime
 ) -> tuple[Preprocessing, SliceSampler | PatchSampler, LazyVolumes]:
     """The training sampler and the validation volumes over the on-disk cache (built if needed), and
     the preprocessing with its target reference range (the mean of the training volumes' own ranges:
@@ -249,7 +249,14 @@ def _load_data(
     prep = make_preprocessing(cfg, divisible)
     data = cfg.data
     cache_dir = data.cache_dir if data.cache_dir is not None else Path(cfg.train.output_dir) / "data_cache"
-    cached = build_cache(dataset, [*train_cases, *val_cases], prep, cache_dir)
+    cases = [*train_cases, *val_cases]
+    # One writer: rank 0 builds (or validates) the cache while the others wait, then they open the
+    # warm cache. Concurrent builders would race on the same case folders.
+    if runtime.is_main:
+        cached = build_cache(dataset, cases, prep, cache_dir)
+    runtime.barrier()
+    if not runtime.is_main:
+        cached = build_cache(dataset, cases, prep, cache_dir)
     train_cached, val_cached = cached[: len(train_cases)], cached[len(train_cases) :]
     reference = [float(np.mean([case.target_range[i] for case in train_cached])) for i in (0, 1)]
     domain = TrainingDomain.from_volumes(MappedSources(train_cached), prep.source_unit_range)
