@@ -30,8 +30,8 @@ def train(cfg: ExperimentConfig, tracker: Tracker | None = None) -> TrainResult:
             raise ConfigError("tracking.register_as needs an MLflow run (the tracker given records none)")
         from medxlate.tracking.registry import register_checkpoint
 
-        version = register_checkpoint(
-            result.checkpoint, result.run_id, cfg.tracking.register_as, cfg.tracking.tracking_uri
+        version = register_checkpoint(  # the slim inference checkpoint: what serving needs
+            result.model or result.checkpoint, result.run_id, cfg.tracking.register_as, cfg.tracking.tracking_uri
         )
         result = replace(result, registered_model=f"models:/{cfg.tracking.register_as}/{version}")
     return result

@@ -102,3 +102,38 @@ def checkpoint_field(content: dict[str, Any], path: str | Path, key: str, expect
 
 def _type_name(expected: type) -> str:
     return "mapping" if expected is dict else expected.__name__
+
+
+INFERENCE_KIND = "inference"
+# what Translator.from_checkpoint reads, plus provenance; no discriminator, optimiser or RNG state
+_INFERENCE_KEYS = (
+    "generator",
+    "generator_spec",
+    "preprocessing",
+    "inference",
+    "config",
+    "source_modality",
+    "target_modality",
+    "dataset_fingerprint",
+    "medxlate_version",
+    "mlflow_run_id",
+    "epoch",
+    "step",
+    "metrics",
+)
+
+
+def inference_checkpoint(content: dict[str, Any]) -> dict[str, Any]:
+    """The slim inference payload of a full training checkpoint (same format, ``kind: inference``).
+
+    Keeps the generator weights and spec, preprocessing, inference strategy, modalities and
+    provenance; drops the discriminator, optimiser, scheduler, sampler and RNG state, which only
+    resuming training needs.
+
+    Args:
+        content: A loaded (full) checkpoint.
+
+    Returns:
+        A payload for :func:`save_checkpoint` that ``Translator.from_checkpoint`` loads.
+    """
+    return {**{key: content[key] for key in _INFERENCE_KEYS if key in content}, "kind": INFERENCE_KIND}

@@ -255,10 +255,12 @@ class EvalConfig(_Frozen):
 class TrackingConfig(_Frozen):
     """Experiment tracking. ``backend: mlflow`` uses MLflow's default store unless ``tracking_uri``
     or the ``MLFLOW_TRACKING_URI`` environment variable says otherwise. ``register_as: NAME``
-    registers the final model in the MLflow Model Registry (``models:/NAME/<version>``)."""
+    registers the final model in the MLflow Model Registry (``models:/NAME/<version>``).
+    ``run_name`` names the MLflow run (default: ``<name>-<YYYYmmdd-HHMMSS>``; a resumed run keeps its name)."""
 
     backend: Literal["mlflow", "none"] = "mlflow"
     experiment: str | None = None
+    run_name: str | None = Field(default=None, min_length=1, max_length=250)
     tracking_uri: str | None = None
     log_images: bool = True
     register_as: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")

@@ -37,6 +37,10 @@ class Tracker(Protocol):
         """Copy a local file into the run's artifacts."""
         ...
 
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Record a dataset as an input of the run (``digest`` identifies its content)."""
+        ...
+
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run."""
         ...
@@ -50,6 +54,7 @@ class NullTracker:
         self.metrics: dict[str, list[tuple[int, float]]] = {}
         self.images: list[str] = []
         self.artifacts: list[Path] = []
+        self.datasets: list[tuple[str, str, str, str]] = []
         self.params: dict[str, str] = {}
 
     def start(
@@ -76,6 +81,10 @@ class NullTracker:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Remember the artifact path."""
         self.artifacts.append(Path(path))
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Remember the dataset input."""
+        self.datasets.append((name, digest, source, context))
 
     def end(self, status: str = "FINISHED") -> None:
         """Nothing to close."""

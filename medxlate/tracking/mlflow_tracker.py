@@ -7,6 +7,7 @@ with ``log_batch``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 500  # MLflow accepts up to 1000 metrics per log_batch call
 _MAX_PARAM_LENGTH = 6000
+_MAX_DIGEST_LENGTH = 36  # MLflow's datasets.digest column (the full hash is the run's fingerprint tag)
 
 
 class MlflowTracker:
@@ -113,6 +115,24 @@ class MlflowTracker:
         """Upload a file into the run's artifacts."""
         if self.run_id:
             self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Record a dataset input (MLflow UI: the run's Datasets; ``search_runs`` ``dataset.*`` filters).
+
+        Only the name, digest (its first 36 characters: MLflow's limit) and source folder are sent:
+        no schema or profile read from the data.
+        """
+        if not self.run_id:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(
+            name=name, digest=digest[:_MAX_DIGEST_LENGTH], source_type="local", source=json.dumps({"uri": source})
+        )
+        self._client.log_inputs(
+            self.run_id, datasets=[DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+        )
 
     def end(self, status: str = "FINISHED") -> None:
         """Flush metrics and mark the run finished (or FAILED/KILLED)."""

@@ -132,6 +132,10 @@ class ResilientTracker:
         """Hold an artifact upload until the next :meth:`commit`."""
         self._hold(lambda: self.inner.log_artifact(path, artifact_path))
 
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Hold a dataset input until the next :meth:`commit`."""
+        self._hold(lambda: self.inner.log_dataset(name, digest, source, context))
+
     def _hold(self, call: Callable[[], None]) -> None:
         if self._metrics:  # keep the order in which things were logged
             self._queue_metrics(self._metrics)

@@ -26,7 +26,7 @@ from medxlate.tasks import get_task
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
 from medxlate.training.outputs import claim_output_dir
-from medxlate.training.resume import CHECKPOINT_NAME, clean_stale_temporaries, resume_path
+from medxlate.training.resume import CHECKPOINT_NAME, INFERENCE_NAME, clean_stale_temporaries, resume_path
 from medxlate.training.runtime import (
     Runtime,
     apply_speed_settings,
@@ -57,6 +57,7 @@ class TrainResult:
     per_case: dict[str, dict[str, float]] = field(default_factory=dict)
     rank: int = 0
     registered_model: str | None = None  # models:/NAME/VERSION when tracking.register_as is set
+    model: Path | None = None  # the slim inference checkpoint (rank 0 of a finished run)
 
 
 def seed_everything(seed: int) -> None:
@@ -192,6 +193,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         montage=out_dir / "val_montage.png" if result is not None and result.montage is not None else None,
         per_case=result.per_case if result else {},
         rank=runtime.rank,
+        model=out_dir / INFERENCE_NAME if runtime.is_main else None,
     )
 
 
@@ -219,17 +221,31 @@ def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int
 
 
 def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resume_from: Path | None) -> str | None:
-    """Open (or continue) the tracked run; a resumed run records where it resumed from."""
-    tags = {
-        "medxlate.version": __version__,
-        "medxlate.task": f"{dataset.source_modality}->{dataset.target_modality}",
-        "medxlate.world_size": str(trainer.runtime.world_size),
-    }
+    """Open (or continue) the tracked run; a resumed run keeps its name and records where it resumed from."""
+    from medxlate.tracking.run_info import default_run_name, run_tags
+
+    fingerprint = trainer.static_payload.get("dataset_fingerprint")
+    task = f"{dataset.source_modality}->{dataset.target_modality}"
+    tags = run_tags(task, fingerprint, trainer.runtime.world_size)
     if resume_from is not None:
         tags["medxlate.resumed_at_step"] = str(trainer.progress.step)
-    return trainer.tracker.start(
-        cfg.experiment_name, cfg.name, flatten_config(cfg), tags=tags, resume_run_id=trainer.progress.run_id
+    run_name = cfg.tracking.run_name or default_run_name(cfg.name)
+    run_id = trainer.tracker.start(
+        cfg.experiment_name, run_name, flatten_config(cfg), tags=tags, resume_run_id=trainer.progress.run_id
     )
+    if run_id and run_id != trainer.progress.run_id:  # a new run: record its training data
+        digest = fingerprint or _index_hash(dataset.root)
+        trainer.tracker.log_dataset(dataset.name, digest, str(dataset.root.resolve()), "training")
+    return run_id
+
+
+def _index_hash(root: Path) -> str:
+    """SHA-256 of the dataset's index (``dataset.json``): its digest when it has no fingerprint."""
+    import hashlib
+
+    from medxlate.data.dataset import DATASET_FILE
+
+    return hashlib.sha256((root / DATASET_FILE).read_bytes()).hexdigest()
 
 
 def _load_data(
@@ -307,15 +323,28 @@ def _fingerprint_hash(root: Path) -> str | None:
 
 
 def _log_final_artifacts(cfg: ExperimentConfig, tracker: Tracker, checkpoint: Path, result: Any) -> None:
-    """Montage PNG, checkpoint and resolved config into the tracker (rank 0)."""
+    """Montage PNG, the slim inference checkpoint (``model/``), the full resumable one
+    (``checkpoint/``) and the resolved config into the tracker (rank 0)."""
     out_dir = checkpoint.parent
     montage_path = _write_montage(result, out_dir)
-    tracker.log_artifact(checkpoint, "model")
+    tracker.log_artifact(write_inference_checkpoint(checkpoint), "model")
+    tracker.log_artifact(checkpoint, "checkpoint")
     if montage_path is not None:
         tracker.log_artifact(montage_path, "images")
     config_path = out_dir / "config.yaml"
     _write_config(cfg, config_path)
     tracker.log_artifact(config_path, "config")
+
+
+def write_inference_checkpoint(checkpoint: Path) -> Path:
+    """Write the slim inference checkpoint of ``checkpoint`` beside it (``model.pt``).
+
+    Returns:
+        The file written.
+    """
+    from medxlate.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
+
+    return save_checkpoint(inference_checkpoint(load_checkpoint(checkpoint)), checkpoint.parent / INFERENCE_NAME)
 
 
 def _write_montage(result: ValidationResult | None, out_dir: Path) -> Path | None:

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from medxlate.checkpoint import INFERENCE_KIND
 from medxlate.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
+INFERENCE_NAME = "model.pt"  # the slim inference checkpoint written beside last.pt at the end of a run
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp.*$")  # names made by medxlate.io.atomic.atomic_path
 # Settings that define the model, the data it sees and the optimisation: a resumed run must match them.
 _MUST_MATCH = ("data.", "model.", "loss.", "train.seed", "train.lr", "train.beta1", "train.beta2")
@@ -159,6 +161,11 @@ def check_compatible(content: dict[str, Any], path: Path, current: dict[str, Any
     Raises:
         CheckpointError: listing the differing config keys and parameter names.
     """
+    if content.get("kind") == INFERENCE_KIND:
+        raise CheckpointError(
+            f"train.resume: {path} is an inference checkpoint (generator only); resuming needs the full "
+            "checkpoint (last.pt in the run folder, or the run's 'checkpoint/' artifact in MLflow)"
+        )
     problems = config_differences(content.get("config", {}), current)
     for name, module in modules.items():
         if name not in content:

@@ -38,6 +38,7 @@ def test_registered_model_loads_by_version_and_alias(
     expected = local(source)
     for model_uri in ("models:/tiny_ct2mr/1", "models:/tiny_ct2mr@champion"):
         remote = Translator.from_mlflow(model_uri, device="cpu")
+        assert Path(remote.provenance["checkpoint"]).name == "model.pt"  # the slim inference checkpoint
         assert remote.preprocessing == local.preprocessing
         torch.testing.assert_close(remote(source).as_tensor(), expected.as_tensor(), rtol=0, atol=0)
         torch.testing.assert_close(remote(source).affine, expected.affine)
