@@ -1,9 +1,11 @@
-"""Side-by-side slice montages (source | synthetic | real | |difference|) for tracking and reports."""
+"""Side-by-side slice montages (source | synthetic | real | |difference|), titled, for tracking and reports."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+_SEPARATOR = 2  # white columns between panels
 
 
 def display_slice(volume: torch.Tensor, z: int) -> np.ndarray:
@@ -21,6 +23,33 @@ def to_uint8(plane: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.round(scaled * 255.0).astype(np.uint8)
 
 
+def panel_titles(source_modality: str = "CT", target_modality: str = "MR") -> tuple[str, str, str, str]:
+    """The montage's panel titles for a task, e.g. ``CT | synthetic MR | real MR | difference``."""
+    return (source_modality, f"synthetic {target_modality}", f"real {target_modality}", "difference")
+
+
+def title_strip(titles: tuple[str, ...], panel_width: int, separator: int) -> np.ndarray:
+    """A black (h, W) uint8 strip with each title in white, centred over its panel (PIL's default font).
+
+    Args:
+        titles: One title per panel, left to right.
+        panel_width: Width of a panel in pixels.
+        separator: Width of the gap between panels.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    boxes = [font.getbbox(title) for title in titles]
+    height = max(box[3] for box in boxes) + 4
+    width = len(titles) * panel_width + (len(titles) - 1) * separator
+    strip = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(strip)
+    for n, (title, box) in enumerate(zip(titles, boxes, strict=True)):
+        left = n * (panel_width + separator) + max((panel_width - (box[2] - box[0])) // 2, 0) - box[0]
+        draw.text((left, 2), title, fill=255, font=font)
+    return np.asarray(strip, dtype=np.uint8)
+
+
 def make_montage(
     source: torch.Tensor,
     synthetic: torch.Tensor,
@@ -28,8 +57,9 @@ def make_montage(
     z: int,
     source_window: tuple[float, float] = (-400.0, 400.0),
     target_window: tuple[float, float] | None = None,
+    titles: tuple[str, str, str, str] | None = None,
 ) -> np.ndarray:
-    """One-slice montage source | synthetic | real | absolute difference, as (H, 4W, 3) uint8.
+    """One-slice montage source | synthetic | real | absolute difference, as (h + H, 4W + 6, 3) uint8.
 
     Args:
         source: (X, Y, Z) source in its units (HU).
@@ -39,6 +69,8 @@ def make_montage(
         source_window: Display window for the source.
         target_window: Display window for the target panels (e.g. a CT window in HU); default
             ``[0, p99.5 of the real slice]`` (MR).
+        titles: Panel titles drawn in a strip of height ``h`` above the panels (default
+            :func:`panel_titles` for CT->MR).
 
     Returns:
         RGB image; the target panels share one intensity scale, the difference spans its width.
@@ -52,6 +84,7 @@ def make_montage(
         to_uint8(real_plane, low, high),
         to_uint8(np.abs(synthetic_plane - real_plane), 0.0, high - low),
     ]
-    separator = np.full((panels[0].shape[0], 2), 255, dtype=np.uint8)
+    separator = np.full((panels[0].shape[0], _SEPARATOR), 255, dtype=np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, separator)][:-1], axis=1)
-    return np.repeat(row[..., None], 3, axis=2)
+    strip = title_strip(titles or panel_titles(), panels[0].shape[1], _SEPARATOR)
+    return np.repeat(np.concatenate([strip, row], axis=0)[..., None], 3, axis=2)

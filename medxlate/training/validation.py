@@ -13,7 +13,7 @@ from medxlate.data.volumes import PairedVolume
 from medxlate.inference import InferenceStrategy, infer_volume
 from medxlate.inference.finite import check_finite_output
 from medxlate.metrics.summary import finite_case_means
-from medxlate.training.montage import make_montage
+from medxlate.training.montage import make_montage, panel_titles
 from medxlate.transforms import Preprocessing, unit_to_range
 
 METRIC_NAMES = ("ssim", "psnr", "mae", "ssim_body", "psnr_body", "mae_body")
@@ -89,7 +89,8 @@ def validate(
     units. PSNR/SSIM use each reference's max - min as data range for an MR target and the CT window
     width for a CT target (:attr:`Preprocessing.target_data_range`).
     A metric that is NaN/inf for a case is left out of the mean with a warning
-    (:func:`medxlate.metrics.summary.finite_case_means`).
+    (:func:`medxlate.metrics.summary.finite_case_means`). The montage panels are titled with the
+    task's modalities.
 
     Raises:
         NonFiniteError: if the generator produces NaN/inf for a validation volume (training diverged).
@@ -109,10 +110,11 @@ def validate(
             body_slices = torch.nonzero(mask.flatten(0, 1).any(dim=0)).flatten()
             z = int(body_slices[len(body_slices) // 2]) if len(body_slices) else real.shape[-1] // 2
             source = unit_to_range(volume.source.as_tensor()[0], prep.source_unit_range)
+            titles = panel_titles(prep.task.source_modality, prep.task.target_modality)
             if prep.task.source_modality == "CT":
-                montage = make_montage(source, synthetic, real, z)
+                montage = make_montage(source, synthetic, real, z, titles=titles)
             else:  # MR in model units; CT target shown in a soft-tissue window
-                montage = make_montage(source, synthetic, real, z, (-1.0, 1.0), target_window=(-400.0, 400.0))
+                montage = make_montage(source, synthetic, real, z, (-1.0, 1.0), (-400.0, 400.0), titles)
     generator.train(was_training)
     means = finite_case_means(per_case, "validation").means
     return ValidationResult(metrics=means, per_case=per_case, montage=montage)
