@@ -77,7 +77,9 @@ def evaluate(
         dataset: Prepared dataset folder.
         out_dir: Where ``metrics_per_case.csv`` and ``metrics_summary.json`` are written.
         split: Which split to evaluate.
-        tracker: If given, summary metrics are logged as ``eval/<name>`` and the files as artifacts.
+        tracker: If given, the summary means are logged as single-value metrics
+            ``z_eval/<split>/<name>`` (:func:`summary_prefix`), the per-case values as the table
+            ``evaluation/<split>_<protocol>_per_case.json`` and the files as artifacts.
         device: Inference device.
         progress: Show a progress bar over the cases (tqdm, on stderr).
         protocol: ``default`` or ``synthrad2025`` (synthetic CT vs. real CT in HU, inside the mask;
@@ -142,11 +144,34 @@ def evaluate(
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
     pictures = _draw_report(translator, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
     if tracker is not None:
-        prefix = "eval/" if protocol == "default" else f"eval/{protocol}/"
-        tracker.log_metrics({f"{prefix}{k}": v for k, v in summary.items()}, step=0)
-        for path in (csv_path, summary_path, *pictures):
-            tracker.log_artifact(path, "evaluation")
+        _log_evaluation(tracker, per_case, summary, split, protocol, (csv_path, summary_path, *pictures))
     return EvaluationResult(per_case, summary, csv_path, summary_path, pictures)
+
+
+def summary_prefix(split: str, protocol: str) -> str:
+    """Metric-name prefix of an evaluation's summary values: ``z_eval/<split>/`` (``.../<protocol>/``
+    unless default), so they sort after the ``train/`` and ``val/`` curves in MLflow's listings."""
+    return f"z_eval/{split}/" if protocol == "default" else f"z_eval/{split}/{protocol}/"
+
+
+def _log_evaluation(
+    tracker: Tracker,
+    per_case: dict[str, dict[str, float]],
+    summary: dict[str, float],
+    split: str,
+    protocol: str,
+    files: tuple[Path, ...],
+) -> None:
+    """Summary means as single-value metrics, the per-case values as a table artifact, the files."""
+    prefix = summary_prefix(split, protocol)
+    tracker.log_metrics({f"{prefix}{k}": v for k, v in summary.items()}, step=0)
+    names = list(next(iter(per_case.values())))
+    columns: dict[str, list[object]] = {"case": list(per_case)}
+    for name in names:  # a non-finite value becomes null (JSON has no NaN)
+        columns[name] = [value[name] if math.isfinite(value[name]) else None for value in per_case.values()]
+    tracker.log_table(columns, f"evaluation/{split}_{protocol}_per_case.json")
+    for path in files:
+        tracker.log_artifact(path, "evaluation")
 
 
 def _draw_report(

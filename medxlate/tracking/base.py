@@ -41,6 +41,10 @@ class Tracker(Protocol):
         """Record a dataset as an input of the run (``digest`` identifies its content)."""
         ...
 
+    def log_table(self, columns: dict[str, list[object]], artifact_file: str) -> None:
+        """Record a table (equal-length columns) as a JSON artifact ``artifact_file``."""
+        ...
+
     def end(self, status: str = "FINISHED") -> None:
         """Flush and close the run."""
         ...
@@ -55,6 +59,7 @@ class NullTracker:
         self.images: list[str] = []
         self.artifacts: list[Path] = []
         self.datasets: list[tuple[str, str, str, str]] = []
+        self.tables: dict[str, dict[str, list[object]]] = {}
         self.params: dict[str, str] = {}
 
     def start(
@@ -85,6 +90,10 @@ class NullTracker:
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         """Remember the dataset input."""
         self.datasets.append((name, digest, source, context))
+
+    def log_table(self, columns: dict[str, list[object]], artifact_file: str) -> None:
+        """Keep the table in memory."""
+        self.tables[artifact_file] = {k: list(v) for k, v in columns.items()}
 
     def end(self, status: str = "FINISHED") -> None:
         """Nothing to close."""

@@ -134,6 +134,11 @@ class MlflowTracker:
             self.run_id, datasets=[DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])]
         )
 
+    def log_table(self, columns: dict[str, list[object]], artifact_file: str) -> None:
+        """Log a table as a JSON artifact (MLflow UI: Artifacts, and the Evaluation view)."""
+        if self.run_id:
+            self._client.log_table(self.run_id, data=columns, artifact_file=artifact_file)
+
     def end(self, status: str = "FINISHED") -> None:
         """Flush metrics and mark the run finished (or FAILED/KILLED)."""
         self.flush()

@@ -136,6 +136,10 @@ class ResilientTracker:
         """Hold a dataset input until the next :meth:`commit`."""
         self._hold(lambda: self.inner.log_dataset(name, digest, source, context))
 
+    def log_table(self, columns: dict[str, list[object]], artifact_file: str) -> None:
+        """Hold a table artifact until the next :meth:`commit`."""
+        self._hold(lambda: self.inner.log_table(columns, artifact_file))
+
     def _hold(self, call: Callable[[], None]) -> None:
         if self._metrics:  # keep the order in which things were logged
             self._queue_metrics(self._metrics)

@@ -138,3 +138,44 @@ def test_translator_from_mlflow_run(store: str, paired_folder: Path, tmp_path: P
     source = load_volume(paired_folder / "patient_2" / "ct.nii.gz")
     direct = Translator.from_checkpoint(result.checkpoint, device="cpu")(source)
     torch.testing.assert_close(translator(source).as_tensor(), direct.as_tensor(), rtol=0, atol=0)
+
+
+def test_evaluation_summary_sorts_after_the_curves_and_cases_are_a_table(
+    store: str, paired_folder: Path, tmp_path: Path
+) -> None:
+    import math
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from medxlate.evaluation import evaluate
+
+    prepare_dataset(paired_folder, tmp_path / "dataset")
+    raw = tiny_config(tmp_path / "dataset", tmp_path / "run", epochs=1, decay_epochs=0)
+    result = fit(validate_config(raw), make_tracker("mlflow"))
+    tracker = make_tracker("mlflow")
+    tracker.start("tiny", "ignored", {}, {}, resume_run_id=result.run_id)  # as the pipeline does
+    evaluation = evaluate(result.checkpoint, tmp_path / "dataset", tmp_path / "eval", tracker=tracker, device="cpu")
+    tracker.end()
+    client = MlflowClient(store)
+    metrics = client.get_run(result.run_id).data.metrics
+    summary = {key.removeprefix("z_eval/val/"): v for key, v in metrics.items() if key.startswith("z_eval/val/")}
+    assert summary == evaluation.summary and not any(key.startswith("eval/") for key in metrics)
+    assert sorted(metrics)[-len(summary) :] == sorted(f"z_eval/val/{k}" for k in summary)  # after train/ and val/
+    frame = mlflow.search_runs(experiment_names=["tiny"])  # one column per summary value, one row per run
+    assert frame.loc[0, "metrics.z_eval/val/ssim"] == evaluation.summary["ssim"]
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=result.run_id, artifact_path="evaluation/val_default_per_case.json"
+            )
+        ).read_text()
+    )
+    rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
+    assert set(rows) == set(evaluation.per_case)
+    for case, values in evaluation.per_case.items():
+        for name, value in values.items():
+            if math.isfinite(value):  # MLflow's table JSON keeps 10 decimals
+                assert rows[case][name] == pytest.approx(value, rel=0, abs=1e-10), (case, name)
+            else:
+                assert rows[case][name] is None, (case, name)
