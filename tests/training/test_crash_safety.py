@@ -67,7 +67,7 @@ def _run_until(command: list[str], checkpoint: Path, stop_when: Callable[[dict[s
                     process.send_signal(sig)
                     break
             for leftover in checkpoint.parent.glob("*.pt"):
-                assert leftover.name == "last.pt"
+                assert leftover.name in ("last.pt", "model.pt")  # model.pt: the final inference checkpoint
             time.sleep(0.005)
         _, stderr = process.communicate(timeout=120)
     finally:
