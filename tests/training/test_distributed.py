@@ -52,7 +52,7 @@ def test_two_processes_train_identical_replicas_one_run_one_checkpoint(paired_fo
         for name, tensor in rank0[network].items():
             torch.testing.assert_close(rank1[network][name], tensor, rtol=0, atol=0)
             torch.testing.assert_close(saved[network][name], tensor, rtol=0, atol=0)
-    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["last.pt"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["last.pt", "model.pt"]  # + inference
     assert saved["world_size"] == 2 and len(saved["rng_states"]) == 2
     client = mlflow.tracking.MlflowClient(store)
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]

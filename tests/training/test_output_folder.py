@@ -27,7 +27,8 @@ def test_rerun_into_a_finished_run_is_refused_unless_overwrite(dataset: Path, tm
     checkpoint = first.checkpoint.read_bytes()
     with pytest.raises(
         OutputError,
-        match=rf"train.output_dir {run}: already holds config.yaml, data_cache, last.pt, val_montage.png \(an earlier",
+        match=rf"train.output_dir {run}: already holds config.yaml, data_cache, last.pt, model.pt, val_montage.png"
+        r" \(an earlier",
     ):
         fit(validate_config(tiny_config(dataset, run, epochs=1, decay_epochs=0, seed=1)))
     assert first.checkpoint.read_bytes() == checkpoint
