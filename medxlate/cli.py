@@ -344,7 +344,12 @@ def _metric_line(values: dict[str, float]) -> str:
         "ceiling_ssim_body",
         "ceiling_psnr_body",
         "ceiling_mae_body",
+        "mae",  # the SynthRAD2025 protocol reports mae, psnr and ms_ssim only
+        "psnr",
+        "ms_ssim",
     )
+    if "ssim_body" in values:  # default protocol: the body-mask figures are the headline
+        keys = keys[:6]
     return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
 
 
