@@ -11,7 +11,7 @@ STAMP := $(VENV)/.medxlate-installed
 .PHONY: demo test lint install
 
 demo: $(STAMP)
-	$(BIN)/medxlate run pipelines/ct2mr_2d.yaml
+	$(BIN)/medxlate run pipelines/ct2mr_2d.yaml --overwrite  # the demo replaces its own earlier outputs
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
