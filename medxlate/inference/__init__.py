@@ -6,6 +6,7 @@ Imports only the checkpoint format, models and transforms below it, never ``medx
 from medxlate.inference.runner import infer_volume
 from medxlate.inference.strategy import (
     InferenceStrategy,
+    LiftStrategy,
     SliceStrategy,
     SlidingWindowStrategy,
     build_inferer,
@@ -16,6 +17,7 @@ from medxlate.inference.translator import Translator, resolve_device
 
 __all__ = [
     "InferenceStrategy",
+    "LiftStrategy",
     "SliceStrategy",
     "SlidingWindowStrategy",
     "Translator",

@@ -10,6 +10,10 @@ same way:
   :class:`~monai.inferers.SlidingWindowInferer`, windows blended with a Gaussian (or constant)
   importance map. Volumes smaller than a window are padded with air (-1 in model units) and the
   output is cropped back by MONAI, so any volume size works.
+* ``lift``: radiograph views -> a volume (X-ray -> CT). The record states the views' cone-beam
+  geometry (:meth:`LiftStrategy.geometries`) and the output grid (:meth:`LiftStrategy.grid_affine`):
+  a cube of ``size`` voxels over ``fov_mm``, RAS-oriented, centred on the isocentre at the world
+  origin. The generator maps all views to the whole volume in one pass.
 
 Checkpoints written before strategies were recorded load as ``slices`` with the preprocessing's
 ``context_slices`` (:func:`strategy_from_dict` with ``None``).
@@ -17,9 +21,11 @@ Checkpoints written before strategies were recorded load as ``slices`` with the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from medxlate.errors import CheckpointError, ConfigError
@@ -27,6 +33,8 @@ from medxlate.errors import CheckpointError, ConfigError
 __all__ = [
     "BLEND_MODES",
     "InferenceStrategy",
+    "LiftInferer",
+    "LiftStrategy",
     "SliceStrategy",
     "SlidingWindowStrategy",
     "build_inferer",
@@ -93,10 +101,79 @@ class SlidingWindowStrategy:
         _check_int(self.sw_batch_size, "sw_batch_size", minimum=1)
 
 
-InferenceStrategy = SliceStrategy | SlidingWindowStrategy
-_KINDS: dict[str, type[SliceStrategy] | type[SlidingWindowStrategy]] = {
+@dataclass(frozen=True)
+class LiftStrategy:
+    """Views -> volume in one pass (X-ray -> CT), with the geometry the views were rendered with.
+
+    Attributes:
+        views: The views in input-channel order (``"PA"``, ``"LL"``... or angles in degrees).
+        size: Voxels per side of the cubic output grid; also the detector's pixels per side.
+        fov_mm: Field of view per side of the output grid (isotropic spacing ``fov_mm / size``).
+        sdd_mm: Source-to-detector distance.
+        sad_mm: Source-to-isocentre distance (the isocentre is the grid's centre).
+        sw_batch_size: Cases per forward pass (kept for a uniform interface; one case is one pass).
+
+    The detector's pixel spacing is ``fov_mm * sdd_mm / sad_mm / size``: the detector covers the
+    grid's field at the isocentre plane.
+
+    Raises:
+        ConfigError: for an empty view list, a bad size or a distance that is not positive.
+    """
+
+    views: tuple[str | float, ...]
+    size: int
+    fov_mm: float
+    sdd_mm: float
+    sad_mm: float
+    sw_batch_size: int = 1
+    kind: Literal["lift"] = "lift"
+
+    def __post_init__(self) -> None:
+        views = tuple(self.views) if isinstance(self.views, (list, tuple)) else ()
+        if not views:
+            raise ConfigError(f"inference views: expected a non-empty list of views, got {self.views!r}")
+        object.__setattr__(self, "views", views)
+        _check_int(self.size, "size", minimum=1)
+        _check_int(self.sw_batch_size, "sw_batch_size", minimum=1)
+        for name in ("fov_mm", "sdd_mm", "sad_mm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"inference {name}: expected a positive number of mm, got {value!r}")
+        self.geometries()  # validates the views and sad < sdd
+
+    @property
+    def spacing_mm(self) -> float:
+        """Isotropic voxel spacing of the output grid."""
+        return float(self.fov_mm) / self.size
+
+    def geometries(self) -> list[Any]:
+        """One :class:`medxlate.xray.Geometry` per view (detector ``size`` x ``size`` pixels)."""
+        from medxlate.xray.geometry import Geometry
+
+        pixel = float(self.fov_mm) * float(self.sdd_mm) / float(self.sad_mm) / self.size
+        return [Geometry(self.sdd_mm, self.sad_mm, (self.size, self.size), pixel, view) for view in self.views]
+
+    def grid_affine(self) -> torch.Tensor:
+        """``(4, 4)`` float64 voxel -> world affine of the output grid: RAS, isotropic, centred on 0."""
+        spacing = self.spacing_mm
+        affine = torch.diag(torch.tensor([spacing, spacing, spacing, 1.0], dtype=torch.float64))
+        affine[:3, 3] = -spacing * (self.size - 1) / 2
+        return affine
+
+
+class LiftInferer:
+    """Runs a views -> volume generator on ``(B, V, S, S)`` views: ``network(views)``."""
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``(B, V, S, S)`` views in model units -> ``(B, 1, S, S, S)`` volume in model units."""
+        return network(inputs)
+
+
+InferenceStrategy = SliceStrategy | SlidingWindowStrategy | LiftStrategy
+_KINDS: dict[str, type[SliceStrategy] | type[SlidingWindowStrategy] | type[LiftStrategy]] = {
     "slices": SliceStrategy,
     "sliding_window": SlidingWindowStrategy,
+    "lift": LiftStrategy,
 }
 
 
@@ -138,7 +215,9 @@ def strategy_from_dict(record: dict[str, Any] | None, context_slices: int = 0) -
         raise CheckpointError(f"checkpoint inference record {record} is not understood: {e}") from e
 
 
-def build_inferer(strategy: InferenceStrategy, progress: bool = False) -> SliceInferer | SlidingWindowInferer:
+def build_inferer(
+    strategy: InferenceStrategy, progress: bool = False
+) -> SliceInferer | SlidingWindowInferer | LiftInferer:
     """The MONAI inferer that runs ``strategy`` (the one place inferers are built).
 
     For ``slices`` the window is a whole axial slice (``roi_size=(-1, -1)``: MONAI uses the input's
@@ -146,12 +225,14 @@ def build_inferer(strategy: InferenceStrategy, progress: bool = False) -> SliceI
     smaller than a window uses -1 (air in model units).
 
     Args:
-        strategy: A :class:`SliceStrategy` or :class:`SlidingWindowStrategy`.
+        strategy: A :class:`SliceStrategy`, :class:`SlidingWindowStrategy` or :class:`LiftStrategy`.
         progress: Show MONAI's progress bar over batches (tqdm, on stderr).
 
     Returns:
-        An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)``.
+        An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)`` (``lift``: ``(B, V, S, S)`` views).
     """
+    if isinstance(strategy, LiftStrategy):
+        return LiftInferer()
     if isinstance(strategy, SliceStrategy):
         return SliceInferer(
             spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=progress

@@ -10,6 +10,18 @@ Normalisers (:data:`NORMALISERS`, each invertible):
   (outputs in HU, inside the window).
 * ``mr_percentile``: scale each volume's percentile values to [-1, 1] (no clipping); the inverse
   uses the training reference range (the mean of the training volumes' percentile values).
+* ``xray_log``: radiograph views. Its input is the line integrals ``-log(I / I0)`` of a view (a
+  DRR's, or a real radiograph's after :func:`medxlate.xray.to_detector_domain`); each image's
+  percentile window (:func:`medxlate.xray.radiograph`) is mapped to [-1, 1]. Its inverse maps back
+  to that window's [0, 1] display domain (the physical line integrals are not recoverable).
+
+Geometry rules between the roles:
+
+* ``same_grid``: source, target and mask on one voxel grid (CT <-> MR); the discriminator judges
+  ``cat([source, target])``.
+* ``projection``: the source is one 2D view per configured :class:`medxlate.xray.Geometry`, the
+  target a volume on the model grid those views were rendered from (X-ray -> CT); the
+  discriminator judges the target alone (the grids do not match, so there is nothing to concatenate).
 """
 
 from __future__ import annotations
@@ -62,9 +74,21 @@ def _mr_percentile(volume: torch.Tensor, percentiles: tuple[float, float]) -> tu
     return range_to_unit(volume, value_range), value_range
 
 
+def _xray_log(
+    line_integral: torch.Tensor, percentiles: tuple[float, float]
+) -> tuple[torch.Tensor, tuple[float, float]]:
+    from medxlate.xray.attenuation import radiograph
+
+    image, _ = radiograph(line_integral, percentiles[0], percentiles[1])
+    return image * 2.0 - 1.0, (0.0, 1.0)
+
+
 NORMALISERS: Registry[Normaliser] = Registry("normaliser")
 NORMALISERS.register("ct_window")(lambda: Normaliser("ct_window", _ct_window, per_volume=False))
 NORMALISERS.register("mr_percentile")(lambda: Normaliser("mr_percentile", _mr_percentile, per_volume=True))
+NORMALISERS.register("xray_log")(lambda: Normaliser("xray_log", _xray_log, per_volume=True))
+
+GEOMETRY_RULES = ("same_grid", "projection")
 
 MODALITY_NORMALISER = {"CT": "ct_window", "MR": "mr_percentile"}
 
@@ -74,13 +98,14 @@ class Task:
     """A translation task (JSON-able via :meth:`to_dict`).
 
     Attributes:
-        name: Registry name (``ct2mr``, ``mr2ct``).
-        source_modality: Modality of the model's input (``CT``, ``MR``).
+        name: Registry name (``ct2mr``, ``mr2ct``, ``xray2ct``).
+        source_modality: Modality of the model's input (``CT``, ``MR``, ``XR`` for radiograph views).
         target_modality: Modality of the model's output.
         source_normaliser: Normaliser name of the source role.
         target_normaliser: Normaliser name of the target role.
-        geometry: Rule between the roles: ``same_grid`` (source, target and mask on one voxel grid).
-        mask: Whether an optional body mask role (on the same grid) is used when present.
+        geometry: Rule between the roles: ``same_grid`` (source, target and mask on one voxel grid)
+            or ``projection`` (2D views of the target volume, see the module docstring).
+        mask: Whether an optional body mask role (on the target's grid) is used when present.
     """
 
     name: str
@@ -88,8 +113,13 @@ class Task:
     target_modality: str
     source_normaliser: str
     target_normaliser: str
-    geometry: Literal["same_grid"] = "same_grid"
+    geometry: Literal["same_grid", "projection"] = "same_grid"
     mask: bool = True
+
+    @property
+    def conditional_discriminator(self) -> bool:
+        """Whether the discriminator sees ``cat([source, target])`` (same grid) or the target alone."""
+        return self.geometry == "same_grid"
 
     def normaliser(self, role: Literal["source", "target"]) -> Normaliser:
         """The registered normaliser of ``role``."""
@@ -122,7 +152,7 @@ class Task:
             task.normaliser("source"), task.normaliser("target")
         except RegistryError as e:
             raise CheckpointError(f"checkpoint task record '{task.name}': {e}") from e
-        if task.geometry != "same_grid":
+        if task.geometry not in GEOMETRY_RULES:
             raise CheckpointError(f"checkpoint task record '{task.name}': unknown geometry {task.geometry!r}")
         return task
 
@@ -135,6 +165,9 @@ def _pair(source: str, target: str) -> Callable[[], Task]:
 TASKS: Registry[Task] = Registry("task")
 TASKS.register("ct2mr")(_pair("CT", "MR"))
 TASKS.register("mr2ct")(_pair("MR", "CT"))
+TASKS.register("xray2ct")(
+    lambda: Task("xray2ct", "XR", "CT", "xray_log", "ct_window", geometry="projection", mask=True)
+)
 
 DEFAULT_TASK = "ct2mr"  # what checkpoints written before tasks existed were trained for
 

@@ -18,6 +18,7 @@ from medxlate.tasks.task import DEFAULT_TASK, Normaliser, Task, get_task
 from medxlate.transforms.domain import TrainingDomain
 from medxlate.transforms.spatial import to_canonical
 
+XRAY_WINDOW_PERCENTILES = (0.5, 99.5)  # radiograph display window of views (medxlate.xray.radiograph's default)
 PREPROCESSING_VERSION = 2  # 2: adds the training domain (spacing, intensities, field of view)
 
 
@@ -109,7 +110,10 @@ class Preprocessing:
         return self.domain.inference_spacing(source.affine, through_plane=through_plane)
 
     def _parameter(self, normaliser: Normaliser) -> tuple[float, float]:
-        """The normaliser's parameter: the CT window, or the MR percentiles."""
+        """The normaliser's parameter: the CT window, the MR percentiles, or the radiograph window's
+        percentiles (``xray_log``: those of :func:`medxlate.xray.radiograph`, fixed)."""
+        if normaliser.name == "xray_log":
+            return XRAY_WINDOW_PERCENTILES
         return self.source_window if normaliser.name == "ct_window" else self.target_percentiles
 
     def source_to_model(self, source: MetaTensor, pixdim: tuple[float, float, float] | None = None) -> MetaTensor:

@@ -60,7 +60,11 @@ def test_records_round_trip_and_old_checkpoints_load_as_slices() -> None:
 @pytest.mark.parametrize(
     ("record", "match"),
     [
-        ({"kind": "lift"}, "unknown kind 'lift'"),
+        ({"kind": "cone"}, "unknown kind 'cone'"),
+        ({"kind": "lift"}, "not understood"),  # no views, size or geometry
+        ({"kind": "lift", "views": [], "size": 8, "fov_mm": 100.0, "sdd_mm": 900.0, "sad_mm": 500.0}, "views"),
+        ({"kind": "lift", "views": ["PA"], "size": 8, "fov_mm": 100.0, "sdd_mm": 400.0, "sad_mm": 500.0}, "sad_mm"),
+        ({"kind": "lift", "views": ["XX"], "size": 8, "fov_mm": 100.0, "sdd_mm": 900.0, "sad_mm": 500.0}, "XX"),
         ({"kind": "sliding_window", "roi_size": [32, 0, 16]}, "roi_size"),
         ({"kind": "sliding_window", "roi_size": [32, 32, 16], "overlap": 1.0}, "overlap"),
         ({"kind": "sliding_window", "roi_size": [32, 32, 16], "mode": "max"}, "mode"),
@@ -175,3 +179,22 @@ def test_cuda_bf16_windows_match_cpu_fp32() -> None:
     output = infer_volume(generator.cuda(), source, strategy, 8, torch.device("cuda"), bf16=True)
     assert output.dtype == torch.float32 and output.device.type == "cpu"
     torch.testing.assert_close(output, expected, rtol=0, atol=3e-2)  # bf16 keeps 8 significant bits
+
+
+def test_lift_strategy_round_trips_and_places_the_grid_on_the_isocentre() -> None:
+    from medxlate.inference import LiftStrategy
+
+    strategy = LiftStrategy(("PA", "LL"), size=8, fov_mm=80.0, sdd_mm=1000.0, sad_mm=500.0)
+    assert strategy_from_dict(strategy_to_dict(strategy)) == strategy
+    affine = strategy.grid_affine()
+    centre = affine[:3, :3] @ torch.full((3,), 3.5, dtype=torch.float64) + affine[:3, 3]
+    torch.testing.assert_close(centre, torch.zeros(3, dtype=torch.float64))  # voxel centre of the cube
+    torch.testing.assert_close(affine.diagonal()[:3], torch.full((3,), 10.0, dtype=torch.float64))
+    pa, ll = strategy.geometries()
+    assert (pa.view, ll.view) == ("PA", "LL")
+    assert pa.detector_shape == (8, 8)
+    # the detector covers the 80 mm field at the isocentre plane: 80 mm x magnification 2 over 8 pixels
+    assert pa.pixel_mm == (20.0, 20.0)
+    inferer = build_inferer(strategy)
+    views = torch.randn(2, 2, 8, 8)
+    torch.testing.assert_close(inferer(views, lambda x: x * 2), views * 2)
