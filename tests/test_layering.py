@@ -18,7 +18,7 @@ FORBIDDEN = {
     "transforms": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
     "tasks": ("medxlate.training", "medxlate.inference", "medxlate.data"),
     "metrics": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
-    "xray": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
+    "xray": ("medxlate.training", "medxlate.inference", "medxlate.data"),
     "io": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.transforms"),
 }
 

@@ -175,5 +175,8 @@ def flatten_config(cfg: ExperimentConfig) -> dict[str, str]:
         else:
             out[prefix] = str(value)
 
-    walk("", cfg.model_dump(mode="json"))
+    dumped = cfg.model_dump(mode="json")
+    if dumped.get("xray") is None:  # the X-ray section exists only for X-ray -> CT runs
+        dumped.pop("xray", None)
+    walk("", dumped)
     return out

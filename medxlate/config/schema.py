@@ -21,7 +21,7 @@ def registered_name(family: str, name: str) -> str:
     """Check ``name`` against a model registry at validation time, before any run starts.
 
     Args:
-        family: ``"generator"``, ``"discriminator"``, ``"adversarial"`` (loss) or ``"task"``.
+        family: ``"generator"``, ``"discriminator"``, ``"adversarial"`` (loss), ``"loss term"`` or ``"task"``.
         name: The configured name.
 
     Returns:
@@ -39,6 +39,7 @@ def registered_name(family: str, name: str) -> str:
         "discriminator": models.DISCRIMINATORS,
         "adversarial": models.ADVERSARIAL_LOSSES,
         "task": TASKS,
+        "loss term": models.LOSS_TERMS,
     }
     try:
         registries[family].get(name)
@@ -134,8 +135,66 @@ class DataConfig(_Frozen):
                 f"data.spatial_dims: {self.spatial_dims}; remove them"
                 + (" (3D models see neighbouring slices through data.patch_size)" if self.spatial_dims == 3 else "")
             )
+        if _is_projection_task(self.task):
+            if self.spatial_dims != 3 or self.patch_size is not None:
+                raise ValueError(
+                    f"data.task: {self.task} predicts whole volumes on the xray.size grid from views: expected "
+                    "data.spatial_dims: 3 and no data.patch_size"
+                )
+            return self
         if self.spatial_dims == 3 and self.patch_size is None:
             raise ValueError("data.patch_size: required with data.spatial_dims: 3 (e.g. [96, 96, 32])")
+        return self
+
+
+def _is_projection_task(name: str) -> bool:
+    from medxlate.tasks import get_task
+
+    return get_task(name).geometry == "projection"
+
+
+class XrayConfig(_Frozen):
+    """X-ray -> CT (``data.task: xray2ct``): views, DRR geometry, model grid and augmentation.
+
+    The model grid is a cube of ``size`` voxels over ``fov_mm`` (isotropic), RAS-oriented and centred
+    on the isocentre; each view is a cone-beam DRR on a ``size`` x ``size`` detector covering the
+    field at the isocentre (pixel ``fov_mm * sdd_mm / sad_mm / size`` mm). The default distances are
+    X2CT-GAN's (source-to-isocentre 541 mm, source-to-detector 949 mm).
+
+    Attributes:
+        views: The views, in order: ``[PA]`` (single view) or ``[PA, LL]`` (biplanar); named views
+            (PA, AP, LL, RL) or angles in degrees that are multiples of 90.
+        size: Voxels per side of the model grid and pixels per side of each view.
+        fov_mm: Field of view per side (mm).
+        sdd_mm: Source-to-detector distance (mm).
+        sad_mm: Source-to-isocentre distance (mm).
+        min_coverage: Smallest fraction of the field a CT must span along every axis (else refused).
+        items_per_volume: Training items (random pose and view augmentation) per CT and epoch.
+        pose_jitter_deg: Largest random rotation of the patient about each axis (0 disables).
+        augment: Intensity and detector augmentation of the views (gamma, blur, noise, offset).
+    """
+
+    views: tuple[str | float, ...] = ("PA",)
+    size: int = Field(default=128, ge=8)
+    fov_mm: float = Field(default=320.0, gt=0.0)
+    sdd_mm: float = Field(default=949.0, gt=0.0)
+    sad_mm: float = Field(default=541.0, gt=0.0)
+    min_coverage: float = Field(default=0.5, gt=0.0, le=1.0)
+    items_per_volume: int = Field(default=8, ge=1)
+    pose_jitter_deg: float = Field(default=3.0, ge=0.0, le=45.0)
+    augment: bool = True
+
+    @model_validator(mode="after")
+    def _geometry(self) -> XrayConfig:
+        from medxlate.errors import ConfigError
+        from medxlate.inference.strategy import LiftStrategy
+
+        if not self.views:
+            raise ValueError("xray.views: expected at least one view, e.g. [PA] or [PA, LL]")
+        try:
+            LiftStrategy(self.views, self.size, self.fov_mm, self.sdd_mm, self.sad_mm)
+        except ConfigError as e:
+            raise ValueError(str(e)) from e
         return self
 
 
@@ -154,7 +213,9 @@ class ModelConfig(_Frozen):
 
 
 class LossConfig(_Frozen):
-    """Adversarial loss (lsgan, vanilla, hinge) weighted by ``lambda_adv`` plus L1 weighted by ``lambda_l1``.
+    """Adversarial loss (lsgan, vanilla, hinge) weighted by ``lambda_adv`` plus L1 weighted by ``lambda_l1``
+    plus the registered terms in ``terms`` with their weights (:mod:`medxlate.models.loss_terms`:
+    ``mse``, ``projection``), all summed into the generator's objective.
 
     ``lambda_adv: 0`` trains the generator on L1 alone (a plain regression U-Net); the discriminator
     is then neither built into the objective nor updated.
@@ -163,11 +224,23 @@ class LossConfig(_Frozen):
     adversarial: str = "lsgan"
     lambda_adv: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
     lambda_l1: float = Field(default=100.0, ge=0.0, allow_inf_nan=False)
+    terms: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("adversarial")
     @classmethod
     def _known_loss(cls, name: str) -> str:
         return registered_name("adversarial", name)
+
+    @field_validator("terms")
+    @classmethod
+    def _known_terms(cls, terms: dict[str, float]) -> dict[str, float]:
+        for name, weight in terms.items():
+            registered_name("loss term", name)
+            if name == "l1":
+                raise ValueError("loss.terms: 'l1' is weighted by loss.lambda_l1; remove it from terms")
+            if not (weight >= 0 and weight < float("inf")):
+                raise ValueError(f"loss.terms.{name}: weight {weight}; expected a finite number >= 0")
+        return terms
 
 
 class TrainConfig(_Frozen):
@@ -282,6 +355,25 @@ class ExperimentConfig(_Frozen):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    xray: XrayConfig | None = None  # X-ray -> CT only; filled with the defaults for data.task: xray2ct
+
+    @model_validator(mode="after")
+    def _task_fits_model(self) -> ExperimentConfig:
+        projection = _is_projection_task(self.data.task)
+        if projection and self.model.generator != "x2ct":
+            raise ValueError(
+                f"model.generator: '{self.model.generator}' maps volumes to volumes; data.task: {self.data.task} "
+                "needs a views -> volume generator ('x2ct')"
+            )
+        if not projection and self.model.generator == "x2ct":
+            raise ValueError(f"model.generator: 'x2ct' needs views in (data.task: xray2ct), not {self.data.task}")
+        if not projection and "projection" in self.loss.terms:
+            raise ValueError(f"loss.terms.projection: needs views (data.task: xray2ct), not {self.data.task}")
+        if not projection and self.xray is not None:
+            raise ValueError(f"xray: settings for data.task: xray2ct in a config with data.task: {self.data.task}")
+        if projection and self.xray is None:
+            object.__setattr__(self, "xray", XrayConfig())
+        return self
 
     @property
     def experiment_name(self) -> str:

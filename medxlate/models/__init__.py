@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from medxlate.models.loss_terms import LOSS_TERMS
 from medxlate.models.losses import AdversarialLoss, l1_loss, pix2pix_generator_loss
 from medxlate.models.patchgan import PatchGANDiscriminator
 from medxlate.models.registry import ADVERSARIAL_LOSSES, DISCRIMINATORS, GENERATORS, Registry
@@ -26,6 +27,7 @@ __all__ = [
     "ADVERSARIAL_LOSSES",
     "DISCRIMINATORS",
     "GENERATORS",
+    "LOSS_TERMS",
     "AdversarialLoss",
     "PatchGANDiscriminator",
     "Registry",

@@ -55,6 +55,8 @@ class Trainer:
         static_payload: Checkpoint content fixed for the run (config, preprocessing, spec, ...).
         adversarial: The adversarial loss object.
         validate: ``validate(generator) -> ValidationResult`` on rank 0.
+        step_options: Further keyword arguments of :func:`~medxlate.training.steps.train_step`
+            (extra loss terms, an unconditional discriminator, the projection context).
     """
 
     cfg: ExperimentConfig
@@ -69,6 +71,7 @@ class Trainer:
     static_payload: dict[str, Any]
     adversarial: Any
     validate: Callable[[torch.nn.Module], Any]
+    step_options: dict[str, Any] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
     last_metrics: dict[str, float] = field(default_factory=dict)
     backlog: list[Any] = field(default_factory=list)
@@ -198,6 +201,7 @@ class Trainer:
             target = batch["target"].to(runtime.device, non_blocking=non_blocking)
             if source.dim() == 4:
                 source, target = (t.contiguous(memory_format=memory_format) for t in (source, target))
+            views = batch.get("views_clean")  # X-ray -> CT: clean views of the real CT
             losses = train_step(
                 self.trained,
                 source,
@@ -206,6 +210,8 @@ class Trainer:
                 cfg.loss.lambda_l1,
                 cfg.train.bf16,
                 cfg.loss.lambda_adv,
+                reference_views=None if views is None else views.to(runtime.device, non_blocking=non_blocking),
+                **self.step_options,
             )
             progress.position += 1
             progress.step += 1

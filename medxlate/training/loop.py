@@ -22,9 +22,10 @@ from medxlate.data.samplers import PatchSampler, SliceSampler
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import strategy_to_dict
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
-from medxlate.tasks import get_task
+from medxlate.tasks import Task, get_task
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
+from medxlate.training.lift import lift_strategy, load_lift_data, step_options, validate_lift
 from medxlate.training.outputs import claim_output_dir
 from medxlate.training.resume import CHECKPOINT_NAME, INFERENCE_NAME, clean_stale_temporaries, resume_path
 from medxlate.training.runtime import (
@@ -129,11 +130,26 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         torch.set_num_threads(cfg.train.num_threads)
     apply_speed_settings(runtime.device, cfg.train.cudnn_benchmark)
     device = runtime.device
-    dataset = orient_dataset(read_dataset(cfg.data.dataset), get_task(cfg.data.task))
-    in_channels = 2 * cfg.data.context_slices + 1
+    task = get_task(cfg.data.task)
+    projection = task.geometry == "projection"
+    # X-ray -> CT reads whichever role of the dataset holds CT; the views are rendered from it
+    dataset = read_dataset(cfg.data.dataset) if projection else orient_dataset(read_dataset(cfg.data.dataset), task)
+    in_channels = 1 if projection else 2 * cfg.data.context_slices + 1  # per view for X-ray -> CT
     modules, divisible = build_gan(cfg, in_channels, device)
     _check_patch_size(cfg, divisible, modules.discriminator)
-    prep, samples, val_volumes = _load_data(cfg, dataset, divisible, runtime)
+    if projection:
+        samples, val_cases = load_lift_data(cfg, dataset, runtime)
+        prep = replace(make_preprocessing(cfg, divisible), target_range=cfg.data.source_window)
+        strategy = lift_strategy(cfg)
+
+        def run_validation(generator: torch.nn.Module) -> ValidationResult:
+            return validate_lift(generator, val_cases, prep, strategy, device, cfg.train.bf16)
+    else:
+        prep, samples, val_volumes = _load_data(cfg, dataset, divisible, runtime)
+
+        def run_validation(generator: torch.nn.Module) -> ValidationResult:
+            return validate(generator, val_volumes, prep, inference_strategy(cfg), device, cfg.train.bf16)
+
     sampler = ResumableBatchSampler(len(samples), cfg.data.batch_size, cfg.train.seed, runtime.rank, runtime.world_size)
     loader = DataLoader(
         samples,
@@ -157,11 +173,10 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         loader=loader,
         tracker=tracker or NullTracker(),
         checkpoint=out_dir / CHECKPOINT_NAME,
-        static_payload=_static_payload(cfg, prep, in_channels, dataset),
+        static_payload=_static_payload(cfg, prep, in_channels, task),
         adversarial=_adversarial(cfg),
-        validate=lambda generator: validate(
-            generator, val_volumes, prep, inference_strategy(cfg), device, cfg.train.bf16
-        ),
+        validate=run_validation,
+        step_options=step_options(cfg, prep),
     )
     if runtime.distributed and cfg.train.seed is not None:
         seed_everything(cfg.train.seed + 7919 * runtime.rank)  # distinct dropout/flip streams per rank
@@ -206,16 +221,17 @@ def _wrap(modules: GanModules, runtime: Runtime, cfg: ExperimentConfig) -> GanMo
     return GanModules(generator, discriminator, modules.optimizer_g, modules.optimizer_d, judge)
 
 
-def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, dataset: Any) -> dict[str, Any]:
+def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, task: Task) -> dict[str, Any]:
     """Checkpoint content that does not change during the run."""
+    strategy = lift_strategy(cfg) if task.geometry == "projection" else inference_strategy(cfg)
     return {
         "config": cfg.model_dump(mode="json"),
         "preprocessing": prep.to_dict(),
         "generator_spec": generator_spec(cfg, in_channels),
-        "inference": strategy_to_dict(inference_strategy(cfg)),
-        "source_modality": dataset.source_modality,
-        "target_modality": dataset.target_modality,
-        "dataset_fingerprint": _fingerprint_hash(dataset.root),
+        "inference": strategy_to_dict(strategy),
+        "source_modality": task.source_modality,
+        "target_modality": task.target_modality,
+        "dataset_fingerprint": _fingerprint_hash(Path(cfg.data.dataset)),
         "medxlate_version": __version__,
     }
 
@@ -225,7 +241,7 @@ def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resum
     from medxlate.tracking.run_info import default_run_name, run_tags
 
     fingerprint = trainer.static_payload.get("dataset_fingerprint")
-    task = f"{dataset.source_modality}->{dataset.target_modality}"
+    task = f"{trainer.static_payload['source_modality']}->{trainer.static_payload['target_modality']}"
     tags = run_tags(task, fingerprint, trainer.runtime.world_size)
     if resume_from is not None:
         tags["medxlate.resumed_at_step"] = str(trainer.progress.step)

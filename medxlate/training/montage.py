@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -87,4 +89,47 @@ def make_montage(
     separator = np.full((panels[0].shape[0], _SEPARATOR), 255, dtype=np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, separator)][:-1], axis=1)
     strip = title_strip(titles or panel_titles(), panels[0].shape[1], _SEPARATOR)
+    return np.repeat(np.concatenate([strip, row], axis=0)[..., None], 3, axis=2)
+
+
+def coronal_slice(volume: torch.Tensor, y: int) -> np.ndarray:
+    """Coronal slice ``y`` of a RAS (X, Y, Z) volume as displayed: superior at the top, patient
+    right on the image's left (as a PA radiograph is read)."""
+    plane = volume[:, y, :].detach().float().cpu().numpy()  # (X, Z)
+    return plane.T[::-1, ::-1]
+
+
+def make_lift_montage(
+    views: torch.Tensor,
+    synthetic: torch.Tensor,
+    real: torch.Tensor,
+    ct_window: tuple[float, float],
+    view_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """X-ray -> CT montage: input view(s) | synthetic CT | real CT | difference (central coronal slice).
+
+    Args:
+        views: ``(V, S, S)`` views in ``[-1, 1]`` (rows superior -> inferior, as displayed).
+        synthetic: ``(S, S, S)`` predicted CT in HU (RAS grid).
+        real: ``(S, S, S)`` real CT in HU on the same grid.
+        ct_window: Display window of the CT panels.
+        view_names: Titles of the view panels (e.g. ``["PA"]``).
+
+    Returns:
+        RGB ``uint8`` image with a title strip.
+    """
+    y = real.shape[1] // 2
+    low, high = ct_window
+    synthetic_plane, real_plane = coronal_slice(synthetic, y), coronal_slice(real, y)
+    panels = [to_uint8(v.detach().float().cpu().numpy(), -1.0, 1.0) for v in views]
+    panels += [
+        to_uint8(synthetic_plane, low, high),
+        to_uint8(real_plane, low, high),
+        to_uint8(np.abs(synthetic_plane - real_plane), 0.0, high - low),
+    ]
+    separator = np.full((panels[0].shape[0], _SEPARATOR), 255, dtype=np.uint8)
+    row = np.concatenate([p for panel in panels for p in (panel, separator)][:-1], axis=1)
+    names = view_names or [f"view {n + 1}" for n in range(len(views))]
+    titles = (*(f"XR {name}" for name in names), "synthetic CT", "real CT", "difference")
+    strip = title_strip(titles, panels[0].shape[1], _SEPARATOR)
     return np.repeat(np.concatenate([strip, row], axis=0)[..., None], 3, axis=2)

@@ -14,13 +14,25 @@ from medxlate.training.steps import GanModules
 
 
 def generator_spec(cfg: ExperimentConfig, in_channels: int) -> dict[str, Any]:
-    """Everything needed to rebuild the generator (stored in checkpoints)."""
+    """Everything needed to rebuild the generator (stored in checkpoints).
+
+    X-ray -> CT: the views and the grid size come from the ``xray`` section (the generator's
+    ``views`` and ``image_size``; setting them in ``model.generator_params`` too is refused).
+    """
+    params = dict(cfg.model.generator_params)
+    if cfg.xray is not None:
+        given = sorted(set(params) & {"views", "image_size"})
+        if given:
+            raise ConfigError(
+                f"model.generator_params: {', '.join(given)} come from xray.views and xray.size; remove them"
+            )
+        params.update(views=list(cfg.xray.views), image_size=cfg.xray.size)
     return {
         "name": cfg.model.generator,
         "spatial_dims": cfg.data.spatial_dims,
         "in_channels": in_channels,
         "out_channels": 1,
-        "params": dict(cfg.model.generator_params),
+        "params": params,
     }
 
 
@@ -60,8 +72,10 @@ def build_gan(cfg: ExperimentConfig, in_channels: int, device: torch.device) -> 
 
     spec = generator_spec(cfg, in_channels)
     generator = build_generator(spec["name"], spec["spatial_dims"], in_channels, 1, **spec["params"])
+    # the discriminator judges cat([source, target]), or the target alone when the views are not on its grid
+    judged_channels = 1 if cfg.xray is not None else in_channels + 1
     discriminator = build_discriminator(
-        cfg.model.discriminator, cfg.data.spatial_dims, in_channels + 1, **cfg.model.discriminator_params
+        cfg.model.discriminator, cfg.data.spatial_dims, judged_channels, **cfg.model.discriminator_params
     )
     generator.to(device)
     discriminator.to(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,3 +119,46 @@ def validate(
     generator.train(was_training)
     means = finite_case_means(per_case, "validation").means
     return ValidationResult(metrics=means, per_case=per_case, montage=montage)
+
+
+def lift_case_metrics(
+    generator: torch.nn.Module,
+    case: Any,
+    prep: Preprocessing,
+    strategy: Any,
+    device: torch.device,
+    bf16: bool = True,
+) -> tuple[dict[str, float], torch.Tensor]:
+    """X-ray -> CT: predict one case's CT from its clean views and score it on the model grid.
+
+    Args:
+        generator: The views -> volume generator (eval mode).
+        case: A :class:`medxlate.xray.cases.LiftCase` (CT in HU on the model grid, mask, views).
+        prep: The preprocessing (its CT window maps model units to HU).
+        strategy: The :class:`~medxlate.inference.LiftStrategy` (views' geometry).
+        device: Where the generator runs.
+        bf16: bf16 autocast on CUDA.
+
+    Returns:
+        ``(metrics, predicted (S, S, S) HU)``: :func:`volume_metrics` in HU with the window width as
+        data range, plus ``reprojection_mae`` and ``reprojection_ssim``
+        (:func:`medxlate.xray.cases.reprojection_agreement`).
+
+    Raises:
+        NonFiniteError: if the prediction holds NaN/inf.
+    """
+    from medxlate.inference.runner import autocast_context
+    from medxlate.inference.strategy import build_inferer
+    from medxlate.xray.cases import reprojection_agreement
+
+    inferer = build_inferer(strategy)
+    with torch.inference_mode(), autocast_context(device, bf16):
+        output = inferer(case.views[None].to(device), generator)
+    output = output[0].float().cpu()
+    check_finite_output(output, f"validation case '{case.record.get('id', '?')}'")
+    predicted = prep.model_to_target(output)  # (1, S, S, S) HU
+    real = case.ct_hu.as_tensor()
+    values = volume_metrics(predicted[0], real[0], case.mask[0], prep.target_data_range)
+    affine = torch.as_tensor(case.ct_hu.affine, dtype=torch.float64)
+    values.update(reprojection_agreement(predicted, case.views, affine, strategy.geometries()))
+    return values, predicted[0]
