@@ -29,8 +29,8 @@ from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.io.guard import guard_output
 from medxlate.metrics import synthrad2025
 from medxlate.metrics.summary import finite_case_means
+from medxlate.metrics.volume import volume_metrics
 from medxlate.tracking import Tracker
-from medxlate.training.validation import volume_metrics
 
 CEILING_ROLE = "target_noise_free"
 PROTOCOLS = ("default", "synthrad2025")
