@@ -1,9 +1,11 @@
 """Translator: rebuild a trained generator, its preprocessing and its inference strategy from a checkpoint
-and translate whole volumes (slice-wise 2D/2.5D or sliding-window 3D)."""
+and translate whole volumes (slice-wise 2D/2.5D or sliding-window 3D), or reconstruct a CT volume
+from radiographs (``lift``, X-ray -> CT: see :mod:`medxlate.inference.lift`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -12,10 +14,18 @@ import torch
 from monai.data import MetaTensor
 
 from medxlate.checkpoint import checkpoint_field, load_checkpoint
-from medxlate.errors import CheckpointError, ConfigError, GeometryError
+from medxlate.errors import CheckpointError, GeometryError, InputDataError
+from medxlate.inference import lift
+from medxlate.inference.device import resolve_device
 from medxlate.inference.finite import check_finite_input, check_finite_output, check_finite_weights
+from medxlate.inference.loading import build_generator_from_spec, checked_strategy
 from medxlate.inference.runner import infer_volume
-from medxlate.inference.strategy import InferenceStrategy, SliceStrategy, strategy_from_dict, strategy_to_dict
+from medxlate.inference.strategy import (
+    InferenceStrategy,
+    LiftStrategy,
+    SliceStrategy,
+    strategy_to_dict,
+)
 from medxlate.transforms import Preprocessing, restore_grid
 
 logger = logging.getLogger(__name__)
@@ -23,69 +33,13 @@ logger = logging.getLogger(__name__)
 SYNTHETIC_DESCRIPTION = "SYNTHETIC {modality} by medxlate; not for diagnosis"
 
 
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """Turn a device name into a usable ``torch.device``, checking that it exists here.
-
-    Args:
-        name: ``"auto"``/``None`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
-            ``"cuda:N"`` or ``"mps"``.
-
-    Returns:
-        The device.
-
-    Raises:
-        ConfigError: for an unknown name, or a device this machine or this PyTorch build lacks.
-    """
-    if name is None or str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ConfigError(f"device {str(name)!r}: unknown; expected {DEVICE_CHOICES}") from e
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device {str(name)!r}: unsupported type '{device.type}'; expected {DEVICE_CHOICES}")
-    if device.type == "cuda":
-        if torch.version.cuda is None:
-            raise ConfigError(
-                f"device {str(name)!r}: this PyTorch ({torch.__version__}) is built without CUDA; use 'cpu' or 'auto'"
-            )
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise ConfigError(f"device {str(name)!r}: {count} CUDA GPU(s) visible; use 'cpu' or 'auto'")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {str(name)!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
-    return device
-
-
-def build_generator_from_spec(spec: dict[str, Any], source: str | Path = "checkpoint") -> torch.nn.Module:
-    """Build the generator described by a checkpoint's ``generator_spec``.
-
-    Args:
-        spec: ``name``, ``spatial_dims``, ``in_channels``, ``out_channels`` and ``params``.
-        source: Where the spec comes from (the checkpoint file), for messages.
-
-    Raises:
-        CheckpointError: if the spec is incomplete or a field has the wrong type.
-    """
-    from medxlate.models import build_generator
-
-    name = checkpoint_field(spec, source, "name", str, within="generator_spec")
-    dims = [
-        checkpoint_field(spec, source, key, int, within="generator_spec")
-        for key in ("spatial_dims", "in_channels", "out_channels")
-    ]
-    params = checkpoint_field(spec, source, "params", dict, within="generator_spec")
-    return build_generator(name, *dims, **params)
-
-
 class Translator:
-    """Translate whole volumes with a trained generator and its inference strategy.
+    """Translate whole volumes with a trained generator and its inference strategy, or (``lift``)
+    reconstruct a CT from radiographs (:meth:`translate_radiographs`, :meth:`translate_views`).
 
     Args:
-        generator: The trained generator (2D for ``slices``, 3D for ``sliding_window``).
+        generator: The trained generator (2D for ``slices``, 3D for ``sliding_window``; views ->
+            volume for ``lift``).
         preprocessing: The recipe it was trained with.
         target_modality: Name used to mark outputs (e.g. ``"MR"``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
@@ -95,6 +49,9 @@ class Translator:
         bf16: bf16 autocast on CUDA.
         provenance: Facts about the model (run id, checkpoint, version) written next to outputs.
         progress: Show a progress bar (on stderr) while a volume is translated.
+
+    Attributes:
+        config: The checkpoint's resolved training config (``{}`` unless built by :meth:`from_checkpoint`).
     """
 
     def __init__(
@@ -118,6 +75,7 @@ class Translator:
         self.bf16 = bf16
         self.provenance = dict(provenance or {})
         self.progress = progress
+        self.config: dict[str, Any] = {}
 
     @classmethod
     def from_checkpoint(
@@ -144,9 +102,9 @@ class Translator:
         except (KeyError, RuntimeError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{path}: weights do not match the checkpoint's generator spec: {first_line}") from e
-        strategy = _checked_strategy(path, content, prep)
+        strategy = checked_strategy(path, content, prep)
         check_finite_weights(generator, str(path))
-        if prep.domain is None and prep.pixdim is None:
+        if prep.domain is None and prep.pixdim is None and not isinstance(strategy, LiftStrategy):
             logger.warning(
                 "%s: checkpoint records no training spacing (written before medxlate recorded it); "
                 "inputs are translated at their own spacing, whatever the model was trained on",
@@ -160,7 +118,7 @@ class Translator:
             "config_name": config.get("name"),
             "source_modality": content.get("source_modality"),
         }
-        return cls(
+        translator = cls(
             generator,
             prep,
             content.get("target_modality", prep.task.target_modality),
@@ -169,6 +127,8 @@ class Translator:
             provenance=provenance,
             progress=progress,
         )
+        translator.config = config
+        return translator
 
     @classmethod
     def from_mlflow(cls, model_uri: str, device: str | torch.device | None = "auto") -> Translator:
@@ -209,7 +169,13 @@ class Translator:
             GeometryError: if the volume is not one channel of three spatial dimensions.
             InputDataError: if the input holds NaN/inf voxels (see :mod:`medxlate.inference.finite`).
             NonFiniteError: if the output would hold NaN/inf voxels.
+            InputDataError: if this is an X-ray -> CT (``lift``) model, which needs radiographs.
         """
+        if isinstance(self.strategy, LiftStrategy):
+            raise InputDataError(
+                f"this model reconstructs a CT from radiographs ({', '.join(map(str, self.strategy.views))}), "
+                "not from a volume: use translate_radiographs() or translate_views()"
+            )
         check_single_volume(volume, "input volume")
         check_finite_input(volume, "input volume")
         prep = self.preprocessing
@@ -233,9 +199,96 @@ class Translator:
         through_plane = not isinstance(self.strategy, SliceStrategy) or self.strategy.context_slices > 0
         return self.preprocessing.inference_spacing(volume, through_plane)
 
+    def translate_views(self, views: torch.Tensor) -> MetaTensor:
+        """Reconstruct a CT from ``(V, S, S)`` views in the model's units ``[-1, 1]`` (``lift`` models).
+
+        Views are DRRs (:func:`medxlate.xray.views_from_hu`) or radiographs mapped by
+        :func:`medxlate.xray.to_detector_domain` then ``2 x - 1``, in the strategy's view order.
+
+        Returns:
+            ``(1, S, S, S)`` CT in HU (inside the CT window) on the documented grid
+            :meth:`LiftStrategy.grid_affine`: isotropic ``fov_mm / size`` mm, RAS axes, centred on
+            the world origin (the views' isocentre).
+
+        Raises:
+            InputDataError: for a volume model, views of the wrong shape or count, or NaN/inf views.
+            NonFiniteError: if the output would hold NaN/inf voxels.
+        """
+        strategy = self._lift_strategy("translate_views")
+        output = lift.predict_views(self.generator, views, strategy, self.device, self.bf16)
+        return MetaTensor(self.preprocessing.model_to_target(output), affine=strategy.grid_affine())
+
+    def translate_radiographs(
+        self,
+        paths: Sequence[str | Path],
+        output_path: str | Path,
+        pixel_mm: float | tuple[float, float] | None = None,
+        output_format: Literal["nifti", "dicom"] = "nifti",
+    ) -> Path:
+        """Reconstruct a CT from radiograph files and write it marked synthetic, with a sidecar.
+
+        Each file (CR/DX DICOM, PNG, TIFF) is read with :func:`medxlate.xray.load_radiograph`
+        and mapped onto its view's detector (:func:`medxlate.xray.to_detector_domain`). The output is
+        on the grid of :meth:`translate_views` (stated in the sidecar's ``source.output_grid``); its
+        sidecar records each radiograph's path and SHA-256, how it was read and mapped (spacing used
+        and its source, crop/pad, intensity window), the preprocessing and the lift strategy.
+
+        Args:
+            paths: One radiograph per view, in the model's view order (e.g. PA then LL).
+            output_path: Output NIfTI, or (``dicom``) a new or empty folder (a new anonymous study).
+            pixel_mm: Detector pixel spacing (mm) for files without one (it overrides the files').
+            output_format: ``nifti`` or ``dicom``.
+
+        Returns:
+            The written NIfTI path or DICOM folder.
+
+        Raises:
+            InputDataError: naming the file: wrong view count, unreadable/colour/multi-frame file,
+                NaN/inf pixels, no spacing and no ``pixel_mm``, a stated view other than expected;
+                or a volume model.
+            NonFiniteError: if the reconstruction holds NaN/inf; nothing is written.
+            OutputError: the output or its sidecar would replace or land inside an input.
+        """
+        from medxlate.io.guard import guard_outputs
+        from medxlate.io.provenance import HASH_FILES_METHOD, hash_files
+        from medxlate.io.save import sidecar_path
+
+        strategy = self._lift_strategy("translate_radiographs")
+        paths = [Path(p) for p in paths]
+        guard_outputs([(output_path, "output"), (sidecar_path(output_path), "provenance sidecar")], paths)
+        described = [lift.describe_radiograph(p) for p in paths] if len(paths) == len(strategy.views) else []
+        views, records = lift.views_from_radiographs(paths, strategy, pixel_mm)  # checks the count first
+        result = self.translate_views(views)
+        radiographs = [{**origin, **record} for origin, record in zip(described, records, strict=True)]
+        several = len(paths) > 1
+        return self.write(
+            result,
+            output_path,
+            output_format,
+            source_sha256=hash_files(paths) if several else radiographs[0]["sha256"],
+            source_record={
+                "kind": "radiographs",
+                **({"sha256_method": HASH_FILES_METHOD} if several else {}),
+                "radiographs": radiographs,
+                "pixel_mm_given": pixel_mm,
+                "output_grid": lift.output_grid_record(strategy),
+            },
+            model_spacing=(strategy.spacing_mm,) * 3,
+        )
+
+    def _lift_strategy(self, method: str) -> LiftStrategy:
+        if not isinstance(self.strategy, LiftStrategy):
+            raise InputDataError(
+                f"{method}: this model translates volumes (inference '{self.strategy.kind}'), not radiographs; "
+                "it needs an X-ray -> CT (lift) model"
+            )
+        return self.strategy
+
     @property
     def description(self) -> str:
-        """NIfTI header description marking outputs as synthetic."""
+        """NIfTI header description marking outputs as synthetic (and, for X-ray -> CT, from radiographs)."""
+        if isinstance(self.strategy, LiftStrategy):
+            return lift.LIFT_DESCRIPTION
         return SYNTHETIC_DESCRIPTION.format(modality=self.target_modality)
 
     @property
@@ -281,6 +334,8 @@ class Translator:
         from medxlate.io.save import sidecar_path
         from medxlate.io.sitk_formats import SITK_SUFFIXES
 
+        if isinstance(self.strategy, LiftStrategy):  # one radiograph: a single-view X-ray -> CT model
+            return self.translate_radiographs([input_path], output_path, output_format=output_format)
         guard_outputs([(output_path, "output"), (sidecar_path(output_path), "provenance sidecar")], [input_path])
         path = Path(input_path)
         origin = describe_source(path)  # hashed before anything is written
@@ -359,25 +414,6 @@ class Translator:
             allow_identifiers=HOSPITAL_ONLY_KEYS,
         )
         return written
-
-
-def _checked_strategy(path: str | Path, content: dict[str, Any], prep: Preprocessing) -> InferenceStrategy:
-    """The checkpoint's inference strategy (``slices`` for checkpoints that predate the record),
-    checked against the generator's dimensionality and the preprocessing's context."""
-    strategy = strategy_from_dict(content.get("inference"), prep.context_slices)
-    spatial_dims = content["generator_spec"].get("spatial_dims")
-    expected = 2 if isinstance(strategy, SliceStrategy) else 3
-    if spatial_dims != expected:
-        raise CheckpointError(
-            f"{path}: inference strategy '{strategy.kind}' needs a {expected}D generator, "
-            f"the checkpoint holds a {spatial_dims}D one"
-        )
-    if isinstance(strategy, SliceStrategy) and strategy.context_slices != prep.context_slices:
-        raise CheckpointError(
-            f"{path}: inference context_slices {strategy.context_slices} differs from the preprocessing's "
-            f"{prep.context_slices}"
-        )
-    return strategy
 
 
 def check_single_volume(volume: torch.Tensor, where: str) -> None:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 HASH_FILES_METHOD = "sha256 of the sorted per-file sha256 hex digests joined by newlines"
-HOSPITAL_ONLY_KEYS = frozenset({"source.series_instance_uid"})
+HOSPITAL_ONLY_KEYS = frozenset({"source.series_instance_uid", "source.radiographs.series_instance_uid"})
 _CHUNK = 1 << 20
 
 
