@@ -256,10 +256,12 @@ def evaluate(
 def translate(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
     input_path: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
             help="Source volume (NIfTI, NRRD, MHA, DICOM series folder), or for a batch: a folder of volumes, "
-            "a DICOM tree (every series of the model's source modality) or a prepared dataset."
+            "a DICOM tree (every series of the model's source modality) or a prepared dataset. For an "
+            "X-ray -> CT model: one radiograph per view (CR/DX DICOM, PNG, TIFF) in the model's view order, "
+            "e.g. PA.dcm LAT.dcm.",
         ),
     ],
     output_path: Annotated[
@@ -272,26 +274,49 @@ def translate(
         str, typer.Option("--format", help="nifti, or dicom: a series in the source's study (OUTPUT is a folder).")
     ] = "nifti",
     split: Annotated[str, typer.Option(help="Dataset split, when INPUT is a prepared dataset.")] = "test",
+    pixel_mm: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-mm",
+            help="X-ray -> CT: detector pixel spacing (mm) of the radiographs; needed for files that state none "
+            "(PNG, TIFF), used instead of the files' own when given.",
+        ),
+    ] = None,
 ) -> None:
-    """Translate one volume or a batch; outputs overlay their inputs and are marked synthetic."""
+    """Translate one volume or a batch, or reconstruct a CT from radiographs; outputs are marked synthetic."""
     from medxlate.errors import ConfigError, InputDataError
-    from medxlate.inference import Translator
+    from medxlate.inference import LiftStrategy, Translator
     from medxlate.inference.batch import is_batch_input, translate_batch
     from medxlate.io.save import sidecar_path
 
     if output_format not in ("nifti", "dicom"):
         raise ConfigError(f"--format must be 'nifti' or 'dicom', got {output_format!r}")
     translator = Translator.from_checkpoint(checkpoint, device=device, progress=True)
-    if not is_batch_input(input_path):
-        written = translator.translate_file(input_path, output_path, output_format=output_format)  # type: ignore[arg-type]
+    if isinstance(translator.strategy, LiftStrategy):
+        written = translator.translate_radiographs(input_path, output_path, pixel_mm, output_format)  # type: ignore[arg-type]
         if as_json:
             _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
+        else:
+            typer.echo(f"synthetic CT {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
+        return
+    if pixel_mm is not None:
+        raise ConfigError("--pixel-mm applies to X-ray -> CT models (radiograph inputs); this model translates volumes")
+    if len(input_path) != 1:
+        raise InputDataError(
+            f"this model translates one volume (or one batch folder) per call, got {len(input_path)} inputs: "
+            + " ".join(str(p) for p in input_path)
+        )
+    source = input_path[0]
+    if not is_batch_input(source):
+        written = translator.translate_file(source, output_path, output_format=output_format)  # type: ignore[arg-type]
+        if as_json:
+            _echo_json({"output": written, "provenance": sidecar_path(written), "input": source})
         else:
             typer.echo(f"synthetic {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
         return
     result = translate_batch(
         translator,
-        input_path,
+        source,
         output_path,
         output_format=output_format,  # type: ignore[arg-type]
         split=split,

@@ -192,7 +192,8 @@ def to_detector_domain(
         spacing = image.detector_pixel_mm
     else:
         raise InputDataError(
-            "radiograph has no usable pixel spacing (PixelSpacing, ImagerPixelSpacing); pass pixel_mm (mm per pixel)"
+            "radiograph has no usable pixel spacing (PixelSpacing, ImagerPixelSpacing); "
+            "pass pixel_mm (mm per pixel; medxlate translate --pixel-mm)"
         )
     expected = geometry.view if isinstance(geometry.view, str) else None
     if image.view in NAMED_VIEWS and expected is not None and image.view != expected:
