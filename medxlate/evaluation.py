@@ -3,6 +3,11 @@
 Two protocols: ``default`` (3D SSIM/PSNR/MAE in target units, whole volume and inside the body mask,
 with a noise-free ceiling for simulated data) and ``synthrad2025`` (the SynthRAD2025 challenge's
 MAE/PSNR/MS-SSIM of a synthetic CT inside the body mask, :func:`medxlate.metrics.synthrad2025`).
+
+An X-ray -> CT (``lift``) model is scored on the dataset's CT volumes: each CT (and its body mask)
+is resampled onto the model grid and its clean DRRs rendered with the model's view geometry
+(:func:`lift_case`), the CT is reconstructed from those views and compared with the CT in HU, plus
+the re-projection agreement with the input views (:func:`medxlate.inference.evaluate_lift_case`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from tqdm.auto import tqdm
 from medxlate.data import read_dataset
 from medxlate.data.roles import orient_dataset
 from medxlate.errors import ConfigError, InputDataError
-from medxlate.inference import Translator
+from medxlate.inference import LiftStrategy, Translator, evaluate_lift_case
 from medxlate.inference.finite import check_finite_input
 from medxlate.io import load_volume
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
@@ -34,6 +39,7 @@ from medxlate.tracking import Tracker
 
 CEILING_ROLE = "target_noise_free"
 PROTOCOLS = ("default", "synthrad2025")
+DEFAULT_MIN_COVERAGE = 0.5  # X-ray -> CT: smallest fraction of the field a CT must cover (config xray.min_coverage)
 #: Metrics drawn in the report, the first one ranking the worst and best case.
 REPORT_METRICS = {"default": ("ssim_body", "psnr_body", "mae_body"), "synthrad2025": ("mae", "psnr", "ms_ssim")}
 
@@ -103,28 +109,18 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise ConfigError(f"evaluate: unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
     translator = Translator.from_checkpoint(checkpoint, device=device)
-    data = orient_dataset(read_dataset(dataset), translator.preprocessing.task)
+    lifted = isinstance(translator.strategy, LiftStrategy)
+    data = read_dataset(dataset)
+    data = data if lifted else orient_dataset(data, translator.preprocessing.task)
     cases = data.split(split)
     if not cases:
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate")
     per_case: dict[str, dict[str, float]] = {}
     for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
-        source, target = load_volume(case.source), load_volume(case.target)
-        for path, volume in ((case.source, source), (case.target, target)):
-            check_finite_input(volume, str(path))
-        mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
-        prediction = translator(source)[0].as_tensor()
-        if protocol == "synthrad2025":
-            try:
-                per_case[case.id] = synthrad2025(prediction, target[0].as_tensor(), mask)
-            except InputDataError as e:
-                raise InputDataError(f"{case.target}: {e}") from e
-            continue
-        values = volume_metrics(prediction, target[0].as_tensor(), mask, translator.preprocessing.target_data_range)
-        if CEILING_ROLE in case.files:
-            ceiling = volume_metrics(load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask)
-            values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})
-        per_case[case.id] = values
+        if lifted:
+            per_case[case.id] = _score_lift_case(translator, data, case, protocol)[2]
+        else:
+            per_case[case.id] = _score_case(translator, case, protocol)
     names = list(next(iter(per_case.values())))
     reduced = finite_case_means(per_case, f"evaluation of split '{split}'")
     summary = reduced.means
@@ -142,10 +138,90 @@ def evaluate(
         "excluded": reduced.excluded,
     }
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
-    pictures = _draw_report(translator, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
+    pictures = _draw_report(translator, data, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
     if tracker is not None:
         _log_evaluation(tracker, per_case, summary, split, protocol, (csv_path, summary_path, *pictures))
     return EvaluationResult(per_case, summary, csv_path, summary_path, pictures)
+
+
+def _score_case(translator: Translator, case: Any, protocol: str) -> dict[str, float]:
+    """Translate a case's source on its own grid and score it against its target."""
+    source, target = load_volume(case.source), load_volume(case.target)
+    for path, volume in ((case.source, source), (case.target, target)):
+        check_finite_input(volume, str(path))
+    mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
+    prediction = translator(source)[0].as_tensor()
+    if protocol == "synthrad2025":
+        try:
+            return synthrad2025(prediction, target[0].as_tensor(), mask)
+        except InputDataError as e:
+            raise InputDataError(f"{case.target}: {e}") from e
+    values = volume_metrics(prediction, target[0].as_tensor(), mask, translator.preprocessing.target_data_range)
+    if CEILING_ROLE in case.files:
+        ceiling = volume_metrics(load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask)
+        values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})
+    return values
+
+
+def lift_case(translator: Translator, data: Any, case: Any) -> Any:
+    """A dataset case's CT (and body mask) on an X-ray -> CT model's grid, with its clean views.
+
+    The CT is the role whose modality is CT (``source`` or ``target``); the smallest field coverage
+    is the checkpoint config's ``xray.min_coverage`` (0.5 when it has none).
+
+    Args:
+        translator: A ``lift`` Translator.
+        data: The prepared dataset (:func:`medxlate.data.read_dataset`).
+        case: One of its cases.
+
+    Returns:
+        The :class:`medxlate.xray.cases.LiftCase`.
+
+    Raises:
+        InputDataError: naming the file: the dataset holds no CT, the CT holds NaN/inf voxels or
+            covers too little of the model's field.
+    """
+    from medxlate.xray.cases import make_case
+
+    strategy = translator.strategy
+    if not isinstance(strategy, LiftStrategy):
+        raise InputDataError(
+            f"lift_case: the model's inference is '{strategy.kind}'; expected an X-ray -> CT (lift) model"
+        )
+    modalities = {"source": data.source_modality.upper(), "target": data.target_modality.upper()}
+    role = next((r for r, modality in modalities.items() if modality == "CT"), None)
+    if role is None:
+        raise InputDataError(
+            f"{data.root}: dataset holds {modalities['source']} and {modalities['target']}; an X-ray -> CT model "
+            "is evaluated on CT volumes (their DRRs are its input)"
+        )
+    path = case.files[role]
+    ct = load_volume(path)
+    check_finite_input(ct, str(path))
+    mask = load_volume(case.mask) if case.mask else None
+    xray = translator.config.get("xray") if isinstance(translator.config.get("xray"), dict) else {}
+    coverage = float(xray.get("min_coverage", DEFAULT_MIN_COVERAGE))
+    try:
+        return make_case(ct, strategy.geometries(), strategy.size, strategy.fov_mm, coverage, mask)
+    except InputDataError as e:
+        raise InputDataError(f"{path}: {e}") from e
+
+
+def _score_lift_case(translator: Translator, data: Any, case: Any, protocol: str) -> tuple[Any, Any, dict[str, float]]:
+    """Reconstruct a case's CT from its DRRs: ``(lift case, predicted CT in HU, metrics)``."""
+    made = lift_case(translator, data, case)
+    predicted, values = evaluate_lift_case(
+        translator.generator,
+        made,
+        translator.strategy,  # type: ignore[arg-type]
+        translator.preprocessing,
+        translator.device,
+        translator.bf16,
+        label=f"case '{case.id}'",
+    )
+    if protocol == "synthrad2025":
+        values = synthrad2025(predicted[0].as_tensor(), made.ct_hu[0].as_tensor(), made.mask[0])
+    return made, predicted, values
 
 
 def summary_prefix(split: str, protocol: str) -> str:
@@ -175,35 +251,65 @@ def _log_evaluation(
 
 
 def _draw_report(
-    translator: Translator, cases: dict[str, Any], per_case: dict[str, dict[str, float]], protocol: str, out: Path
+    translator: Translator,
+    data: Any,
+    cases: dict[str, Any],
+    per_case: dict[str, dict[str, float]],
+    protocol: str,
+    out: Path,
 ) -> tuple[Path, ...]:
-    """Box plots of the headline metrics and a montage of the worst and best case (re-translated)."""
+    """Box plots of the headline metrics and a montage of the worst and best case (re-translated).
+
+    For an X-ray -> CT model the montage has no source column (the source is a set of 2D views):
+    synthetic | real | difference on the model grid.
+    """
+    from medxlate import report
+
+    metrics = REPORT_METRICS[protocol]
+    boxplots = report.write_boxplots(per_case, metrics, out / "metrics_boxplots.png", f"{protocol} metrics per case")
+    worst, best = report.worst_and_best(per_case, metrics[0])
+    volumes = []
+    for label, case_id in [("worst", c) for c in worst] + [("best", c) for c in best]:
+        title = f"{label} by {metrics[0]}:"
+        if isinstance(translator.strategy, LiftStrategy):
+            volumes.append(_lift_case_volumes(translator, data, cases[case_id], title))
+        else:
+            volumes.append(_case_volumes(translator, cases[case_id], title))
+    sources = [v.source.ravel() for v in volumes if v.source is not None]
+    both = np.concatenate(sources) if sources else np.zeros(1)
+    real = np.concatenate([v.real.ravel() for v in volumes])
+    source_window = (float(np.percentile(both, 1)), float(np.percentile(both, 99)))
+    target_window = (float(np.percentile(real, 1)), float(np.percentile(real, 99)))
+    montage = report.write_montage(volumes, out / "worst_best_cases.png", source_window, target_window)
+    return boxplots, montage
+
+
+def _case_volumes(translator: Translator, case: Any, label: str) -> Any:
+    """A translated case as RAS arrays for the montage."""
     from monai.data.utils import affine_to_spacing
     from monai.transforms import Orientation
 
     from medxlate import report
     from medxlate.transforms.spatial import RAS_LABELS
 
-    metrics = REPORT_METRICS[protocol]
-    boxplots = report.write_boxplots(per_case, metrics, out / "metrics_boxplots.png", f"{protocol} metrics per case")
-    worst, best = report.worst_and_best(per_case, metrics[0])
     to_ras = Orientation(axcodes="RAS", labels=RAS_LABELS)
-    volumes = []
-    for label, case_id in [("worst", c) for c in worst] + [("best", c) for c in best]:
-        case = cases[case_id]
-        source = to_ras(load_volume(case.source))
-        target = to_ras(load_volume(case.target))
-        synthetic = to_ras(translator(load_volume(case.source)))
-        mask = to_ras(load_volume(case.mask)) if case.mask else torch.ones_like(target)
-        spacing = tuple(float(v) for v in affine_to_spacing(target.affine, r=3))
-        arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (source, synthetic, target, mask)]
-        volumes.append(report.CaseVolumes(case_id, *arrays, spacing=spacing, label=f"{label} by {metrics[0]}:"))
-    both = np.concatenate([v.source.ravel() for v in volumes])
-    real = np.concatenate([v.real.ravel() for v in volumes])
-    source_window = (float(np.percentile(both, 1)), float(np.percentile(both, 99)))
-    target_window = (float(np.percentile(real, 1)), float(np.percentile(real, 99)))
-    montage = report.write_montage(volumes, out / "worst_best_cases.png", source_window, target_window)
-    return boxplots, montage
+    source = to_ras(load_volume(case.source))
+    target = to_ras(load_volume(case.target))
+    synthetic = to_ras(translator(load_volume(case.source)))
+    mask = to_ras(load_volume(case.mask)) if case.mask else torch.ones_like(target)
+    spacing = tuple(float(v) for v in affine_to_spacing(target.affine, r=3))
+    arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (source, synthetic, target, mask)]
+    return report.CaseVolumes(case.id, *arrays, spacing=spacing, label=label)  # type: ignore[arg-type]
+
+
+def _lift_case_volumes(translator: Translator, data: Any, case: Any, label: str) -> Any:
+    """A reconstructed case on the model grid (RAS, isotropic) for the montage, without a source."""
+    from medxlate import report
+
+    made, predicted, _ = _score_lift_case(translator, data, case, "default")
+    arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (predicted, made.ct_hu, made.mask)]
+    spacing = (translator.strategy.spacing_mm,) * 3  # type: ignore[union-attr]
+    return report.CaseVolumes(case.id, None, *arrays, spacing=spacing, label=label)
 
 
 def _write_csv(path: Path, per_case: dict[str, dict[str, float]], names: list[str]) -> None:

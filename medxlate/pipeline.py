@@ -170,15 +170,35 @@ def _evaluate(
 def _translate(checkpoint: Path, dataset: Path, out_dir: Path, split: str) -> list[Path]:
     from medxlate.data import read_dataset
     from medxlate.data.roles import orient_dataset
-    from medxlate.inference import Translator
+    from medxlate.inference import LiftStrategy, Translator
 
     translator = Translator.from_checkpoint(checkpoint)
+    if isinstance(translator.strategy, LiftStrategy):
+        return _translate_radiographs(translator, dataset, out_dir, split)
     modality = translator.target_modality.lower()
     data = orient_dataset(read_dataset(dataset), translator.preprocessing.task)
     return [
         translator.translate_file(case.source, out_dir / f"{case.id}_synthetic_{modality}.nii.gz")
         for case in data.split(split)
     ]
+
+
+def _translate_radiographs(translator: Any, dataset: Path, out_dir: Path, split: str) -> list[Path]:
+    """X-ray -> CT: each case's clean DRRs written as CR DICOM radiographs (``radiographs/``, see
+    :mod:`medxlate.xray.radiograph_io`), then reconstructed from those files as a real radiograph
+    would be (``<case>_synthetic_ct.nii.gz`` on the model's documented grid)."""
+    from medxlate.data import read_dataset
+    from medxlate.evaluation import lift_case
+    from medxlate.xray.radiograph_io import write_case_radiographs
+
+    data = read_dataset(dataset)
+    geometries = translator.strategy.geometries()
+    written = []
+    for case in data.split(split):
+        made = lift_case(translator, data, case)
+        files = write_case_radiographs(made.ct_hu, made.ct_hu.affine, geometries, out_dir / "radiographs", case.id)
+        written.append(translator.translate_radiographs(files, out_dir / f"{case.id}_synthetic_ct.nii.gz"))
+    return written
 
 
 def _tracking_uri(cfg: Any) -> str | None:

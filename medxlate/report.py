@@ -1,7 +1,8 @@
 """Evaluation report as pictures: per-metric box plots and a worst/best case montage (PNG, matplotlib).
 
 The montage shows, for each chosen case, its axial, coronal and sagittal planes through the body
-mask's centre as ``source | synthetic | real | synthetic - real``, in radiological display
+mask's centre as ``source | synthetic | real | synthetic - real`` (without the source column when
+the source is not a volume: X-ray -> CT), in radiological display
 orientation (RAS volumes: patient right on the image's left, anterior / superior up) with the voxel
 spacing as aspect ratio. Synthetic and real share one display window; the difference uses a
 symmetric diverging colour map.
@@ -25,10 +26,11 @@ PLANES = ("axial", "coronal", "sagittal")
 
 @dataclass(frozen=True)
 class CaseVolumes:
-    """One case for the montage: RAS-oriented ``(X, Y, Z)`` arrays on one grid and the spacing (mm)."""
+    """One case for the montage: RAS-oriented ``(X, Y, Z)`` arrays on one grid and the spacing (mm);
+    ``source`` is ``None`` when the model's input is not a volume (radiograph views)."""
 
     case_id: str
-    source: np.ndarray
+    source: np.ndarray | None
     synthetic: np.ndarray
     real: np.ndarray
     mask: np.ndarray
@@ -101,22 +103,26 @@ def write_boxplots(per_case: dict[str, dict[str, float]], metrics: Sequence[str]
 def write_montage(
     cases: Sequence[CaseVolumes], path: Path, source_window: tuple[float, float], target_window: tuple[float, float]
 ) -> Path:
-    """Rows: each case's three planes; columns: source | synthetic | real | synthetic - real."""
+    """Rows: each case's three planes; columns: source | synthetic | real | synthetic - real (no source
+    column when no case has a source volume)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3 * len(cases), 4, figsize=(10, 7.2 * len(cases)), squeeze=False)
+    with_source = any(c.source is not None for c in cases)
+    width = 4 if with_source else 3
+    fig, axes = plt.subplots(3 * len(cases), width, figsize=(2.5 * width, 7.2 * len(cases)), squeeze=False)
     limit = max(float(np.percentile(np.abs(c.synthetic - c.real), 99)) for c in cases) or 1.0
     for n, case in enumerate(cases):
         centre = mask_centre(case.mask)
+        source = case.source if case.source is not None else np.zeros_like(case.real)
         columns = [
-            ("source", case.source, {"cmap": "gray", "vmin": source_window[0], "vmax": source_window[1]}),
+            ("source", source, {"cmap": "gray", "vmin": source_window[0], "vmax": source_window[1]}),
             ("synthetic", case.synthetic, {"cmap": "gray", "vmin": target_window[0], "vmax": target_window[1]}),
             ("real", case.real, {"cmap": "gray", "vmin": target_window[0], "vmax": target_window[1]}),
             ("synthetic - real", case.synthetic - case.real, {"cmap": "coolwarm", "vmin": -limit, "vmax": limit}),
-        ]
+        ][4 - width :]
         for col, (name, volume, style) in enumerate(columns):
             planes = orthogonal_planes(volume, centre)
             for row, plane in enumerate(PLANES):
@@ -128,7 +134,7 @@ def write_montage(
                     ax.set_title(f"{case.label} {case.case_id}\n{name}" if col == 0 else name, fontsize=9)
                 if col == 0:
                     ax.set_ylabel(plane, fontsize=9)
-                if col == 3 and row == 0:
+                if col == width - 1 and row == 0:
                     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
     fig.tight_layout()
     return _save(fig, path)
