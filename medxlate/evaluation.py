@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
+from medxlate.data.drr import CtCase, ct_cases
 from medxlate.data.roles import orient_dataset
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import LiftStrategy, Translator, evaluate_lift_case
@@ -112,13 +113,13 @@ def evaluate(
     lifted = isinstance(translator.strategy, LiftStrategy)
     data = read_dataset(dataset)
     data = data if lifted else orient_dataset(data, translator.preprocessing.task)
-    cases = data.split(split)
+    cases: list[Any] = ct_cases(data, split) if lifted else data.split(split)
     if not cases:
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate")
     per_case: dict[str, dict[str, float]] = {}
     for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
         if lifted:
-            per_case[case.id] = _score_lift_case(translator, data, case, protocol)[2]
+            per_case[case.id] = _score_lift_case(translator, case, protocol)[2]
         else:
             per_case[case.id] = _score_case(translator, case, protocol)
     names = list(next(iter(per_case.values())))
@@ -138,7 +139,7 @@ def evaluate(
         "excluded": reduced.excluded,
     }
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
-    pictures = _draw_report(translator, data, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
+    pictures = _draw_report(translator, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
     if tracker is not None:
         _log_evaluation(tracker, per_case, summary, split, protocol, (csv_path, summary_path, *pictures))
     return EvaluationResult(per_case, summary, csv_path, summary_path, pictures)
@@ -163,53 +164,42 @@ def _score_case(translator: Translator, case: Any, protocol: str) -> dict[str, f
     return values
 
 
-def lift_case(translator: Translator, data: Any, case: Any) -> Any:
-    """A dataset case's CT (and body mask) on an X-ray -> CT model's grid, with its clean views.
+def lift_case(translator: Translator, case: CtCase) -> Any:
+    """A dataset's CT (and body mask) on an X-ray -> CT model's grid, with its clean views.
 
-    The CT is the role whose modality is CT (``source`` or ``target``); the smallest field coverage
-    is the checkpoint config's ``xray.min_coverage`` (0.5 when it has none).
+    The smallest field coverage is the checkpoint config's ``xray.min_coverage`` (0.5 when it has
+    none).
 
     Args:
         translator: A ``lift`` Translator.
-        data: The prepared dataset (:func:`medxlate.data.read_dataset`).
-        case: One of its cases.
+        case: The case's CT role and mask (:func:`medxlate.data.drr.ct_cases`).
 
     Returns:
         The :class:`medxlate.xray.cases.LiftCase`.
 
     Raises:
-        InputDataError: naming the file: the dataset holds no CT, the CT holds NaN/inf voxels or
-            covers too little of the model's field.
+        InputDataError: naming the file: the CT holds NaN/inf voxels or covers too little of the
+            model's field, or the model is not an X-ray -> CT model.
     """
     from medxlate.xray.cases import make_case
 
     strategy = translator.strategy
     if not isinstance(strategy, LiftStrategy):
-        raise InputDataError(
-            f"lift_case: the model's inference is '{strategy.kind}'; expected an X-ray -> CT (lift) model"
-        )
-    modalities = {"source": data.source_modality.upper(), "target": data.target_modality.upper()}
-    role = next((r for r, modality in modalities.items() if modality == "CT"), None)
-    if role is None:
-        raise InputDataError(
-            f"{data.root}: dataset holds {modalities['source']} and {modalities['target']}; an X-ray -> CT model "
-            "is evaluated on CT volumes (their DRRs are its input)"
-        )
-    path = case.files[role]
-    ct = load_volume(path)
-    check_finite_input(ct, str(path))
+        raise InputDataError(f"lift_case: the model's inference is '{strategy.kind}'; expected X-ray -> CT ('lift')")
+    ct = load_volume(case.ct)
+    check_finite_input(ct, str(case.ct))
     mask = load_volume(case.mask) if case.mask else None
     xray = translator.config.get("xray") if isinstance(translator.config.get("xray"), dict) else {}
     coverage = float(xray.get("min_coverage", DEFAULT_MIN_COVERAGE))
     try:
         return make_case(ct, strategy.geometries(), strategy.size, strategy.fov_mm, coverage, mask)
     except InputDataError as e:
-        raise InputDataError(f"{path}: {e}") from e
+        raise InputDataError(f"{case.ct}: {e} (xray.min_coverage {coverage} of the checkpoint)") from e
 
 
-def _score_lift_case(translator: Translator, data: Any, case: Any, protocol: str) -> tuple[Any, Any, dict[str, float]]:
+def _score_lift_case(translator: Translator, case: CtCase, protocol: str) -> tuple[Any, Any, dict[str, float]]:
     """Reconstruct a case's CT from its DRRs: ``(lift case, predicted CT in HU, metrics)``."""
-    made = lift_case(translator, data, case)
+    made = lift_case(translator, case)
     predicted, values = evaluate_lift_case(
         translator.generator,
         made,
@@ -252,7 +242,6 @@ def _log_evaluation(
 
 def _draw_report(
     translator: Translator,
-    data: Any,
     cases: dict[str, Any],
     per_case: dict[str, dict[str, float]],
     protocol: str,
@@ -272,7 +261,7 @@ def _draw_report(
     for label, case_id in [("worst", c) for c in worst] + [("best", c) for c in best]:
         title = f"{label} by {metrics[0]}:"
         if isinstance(translator.strategy, LiftStrategy):
-            volumes.append(_lift_case_volumes(translator, data, cases[case_id], title))
+            volumes.append(_lift_case_volumes(translator, cases[case_id], title))
         else:
             volumes.append(_case_volumes(translator, cases[case_id], title))
     sources = [v.source.ravel() for v in volumes if v.source is not None]
@@ -302,11 +291,11 @@ def _case_volumes(translator: Translator, case: Any, label: str) -> Any:
     return report.CaseVolumes(case.id, *arrays, spacing=spacing, label=label)  # type: ignore[arg-type]
 
 
-def _lift_case_volumes(translator: Translator, data: Any, case: Any, label: str) -> Any:
+def _lift_case_volumes(translator: Translator, case: CtCase, label: str) -> Any:
     """A reconstructed case on the model grid (RAS, isotropic) for the montage, without a source."""
     from medxlate import report
 
-    made, predicted, _ = _score_lift_case(translator, data, case, "default")
+    made, predicted, _ = _score_lift_case(translator, case, "default")
     arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (predicted, made.ct_hu, made.mask)]
     spacing = (translator.strategy.spacing_mm,) * 3  # type: ignore[union-attr]
     return report.CaseVolumes(case.id, None, *arrays, spacing=spacing, label=label)

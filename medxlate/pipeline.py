@@ -188,14 +188,14 @@ def _translate_radiographs(translator: Any, dataset: Path, out_dir: Path, split:
     :mod:`medxlate.xray.radiograph_io`), then reconstructed from those files as a real radiograph
     would be (``<case>_synthetic_ct.nii.gz`` on the model's documented grid)."""
     from medxlate.data import read_dataset
+    from medxlate.data.drr import ct_cases
     from medxlate.evaluation import lift_case
     from medxlate.xray.radiograph_io import write_case_radiographs
 
-    data = read_dataset(dataset)
     geometries = translator.strategy.geometries()
     written = []
-    for case in data.split(split):
-        made = lift_case(translator, data, case)
+    for case in ct_cases(read_dataset(dataset), split):
+        made = lift_case(translator, case)
         files = write_case_radiographs(made.ct_hu, made.ct_hu.affine, geometries, out_dir / "radiographs", case.id)
         written.append(translator.translate_radiographs(files, out_dir / f"{case.id}_synthetic_ct.nii.gz"))
     return written

@@ -17,7 +17,7 @@ from medxlate.metrics.volume import volume_metrics  # re-exported: callers impor
 from medxlate.training.montage import make_montage, panel_titles
 from medxlate.transforms import Preprocessing, unit_to_range
 
-__all__ = ["ValidationResult", "validate", "volume_metrics"]
+__all__ = ["ValidationResult", "lift_case_metrics", "validate", "volume_metrics"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ def lift_case_metrics(
     device: torch.device,
     bf16: bool = True,
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """X-ray -> CT: predict one case's CT from its clean views and score it on the model grid.
+    """X-ray -> CT: predict one case's CT from its clean views and score it on the model grid
+    (:func:`medxlate.inference.lift.evaluate_lift_case`, as ``medxlate evaluate`` does).
 
     Args:
         generator: The views -> volume generator (eval mode).
@@ -102,18 +103,8 @@ def lift_case_metrics(
     Raises:
         NonFiniteError: if the prediction holds NaN/inf.
     """
-    from medxlate.inference.runner import autocast_context
-    from medxlate.inference.strategy import build_inferer
-    from medxlate.xray.cases import reprojection_agreement
+    from medxlate.inference.lift import evaluate_lift_case
 
-    inferer = build_inferer(strategy)
-    with torch.inference_mode(), autocast_context(device, bf16):
-        output = inferer(case.views[None].to(device), generator)
-    output = output[0].float().cpu()
-    check_finite_output(output, f"validation case '{case.record.get('id', '?')}'")
-    predicted = prep.model_to_target(output)  # (1, S, S, S) HU
-    real = case.ct_hu.as_tensor()
-    values = volume_metrics(predicted[0], real[0], case.mask[0], prep.target_data_range)
-    affine = torch.as_tensor(case.ct_hu.affine, dtype=torch.float64)
-    values.update(reprojection_agreement(predicted, case.views, affine, strategy.geometries()))
-    return values, predicted[0]
+    label = f"validation case '{case.record.get('id', '?')}'"
+    predicted, values = evaluate_lift_case(generator, case, strategy, prep, device, bf16, label=label)
+    return values, predicted.as_tensor()[0]

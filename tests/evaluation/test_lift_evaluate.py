@@ -61,7 +61,7 @@ def test_evaluate_scores_the_reconstruction_against_the_ct(dataset: Path, tmp_pa
 
 def test_min_coverage_comes_from_the_checkpoint_config(dataset: Path, tmp_path: Path) -> None:
     checkpoint = write_lift_checkpoint(tmp_path / "model.pt", config={"name": "x", "xray": {"min_coverage": 0.99}})
-    with pytest.raises(InputDataError, match=r"source.nii.gz: CT spans .* at least 99% must be covered"):
+    with pytest.raises(InputDataError, match=r"source.nii.gz: CT spans .* at least 99% .*xray.min_coverage 0.99"):
         evaluate(checkpoint, dataset, tmp_path / "eval", device="cpu")
 
 
@@ -70,7 +70,7 @@ def test_evaluate_refuses_a_dataset_without_ct(dataset: Path, tmp_path: Path) ->
     index["source_modality"] = "MR"
     (dataset / "dataset.json").write_text(json.dumps(index))
     checkpoint = write_lift_checkpoint(tmp_path / "model.pt")
-    with pytest.raises(InputDataError, match="dataset holds MR and MR; an X-ray -> CT model is evaluated on CT"):
+    with pytest.raises(InputDataError, match="X-ray -> CT trains on CT volumes; this dataset holds MR and MR"):
         evaluate(checkpoint, dataset, tmp_path / "eval", device="cpu")
 
 
@@ -94,3 +94,19 @@ def test_pipeline_translate_stage_goes_through_radiograph_files(dataset: Path, t
     np.testing.assert_allclose(image.affine, np.asarray(strategy.grid_affine()), atol=1e-6)
     sources = json.loads((out / "case_002_synthetic_ct.json").read_text())["source"]["radiographs"]
     assert [Path(r["path"]).name for r in sources] == ["case_002_PA.dcm", "case_002_LL.dcm"]
+
+
+def test_a_trained_checkpoint_evaluates_as_it_validated_and_translates(dataset: Path, tmp_path: Path) -> None:
+    from medxlate.config import validate_config
+    from medxlate.training import fit
+    from tests.training.test_lift import _xray_config
+
+    trained = fit(validate_config(_xray_config(dataset, tmp_path / "run")))
+    result = evaluate(trained.checkpoint, dataset, tmp_path / "eval", split="val", device="cpu")
+    assert result.per_case.keys() == trained.per_case.keys() == {"case_002"}
+    assert result.per_case["case_002"] == pytest.approx(trained.per_case["case_002"], rel=1e-5, abs=1e-5)
+    (written,) = _translate(trained.checkpoint, dataset, tmp_path / "translated", "val")
+    spacing = 40.0 / 16  # the tiny config's field and grid
+    expected = np.diag([spacing, spacing, spacing, 1.0])
+    expected[:3, 3] = -spacing * 15 / 2
+    np.testing.assert_allclose(nib.load(str(written)).affine, expected, atol=1e-6)
