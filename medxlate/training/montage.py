@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 _SEPARATOR = 2  # white columns between panels
+_LIFT_PANEL_PIXELS = 192  # X-ray -> CT panels smaller than this are enlarged by an integer factor
 
 
 def display_slice(volume: torch.Tensor, z: int) -> np.ndarray:
@@ -112,14 +113,14 @@ def make_lift_montage(
         views: ``(V, S, S)`` views in ``[-1, 1]`` (rows superior -> inferior, as displayed).
         synthetic: ``(S, S, S)`` predicted CT in HU (RAS grid).
         real: ``(S, S, S)`` real CT in HU on the same grid.
-        ct_window: Display window of the CT panels.
+        ct_window: The CT window; the CT panels show its part within [-1000, 1000] HU.
         view_names: Titles of the view panels (e.g. ``["PA"]``).
 
     Returns:
         RGB ``uint8`` image with a title strip.
     """
     y = real.shape[1] // 2
-    low, high = ct_window
+    low, high = max(ct_window[0], -1000.0), min(ct_window[1], 1000.0)  # soft tissue, lungs and bone apart
     synthetic_plane, real_plane = coronal_slice(synthetic, y), coronal_slice(real, y)
     panels = [to_uint8(v.detach().float().cpu().numpy(), -1.0, 1.0) for v in views]
     panels += [
@@ -127,6 +128,8 @@ def make_lift_montage(
         to_uint8(real_plane, low, high),
         to_uint8(np.abs(synthetic_plane - real_plane), 0.0, high - low),
     ]
+    zoom = max(1, _LIFT_PANEL_PIXELS // panels[0].shape[0])  # small model grids are enlarged to be legible
+    panels = [np.kron(panel, np.ones((zoom, zoom), dtype=np.uint8)) for panel in panels]
     separator = np.full((panels[0].shape[0], _SEPARATOR), 255, dtype=np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, separator)][:-1], axis=1)
     names = view_names or [f"view {n + 1}" for n in range(len(views))]

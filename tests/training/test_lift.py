@@ -238,3 +238,20 @@ def test_metatensor_views_render_on_the_isocentre() -> None:
         render_views(ct, strategy.grid_affine(), strategy.geometries()),
         render_views(MetaTensor(ct), shifted, strategy.geometries()),
     )
+
+
+def test_lift_montage_shows_coronal_slices_as_a_pa_radiograph_is_read() -> None:
+    from medxlate.training.montage import make_lift_montage
+
+    real = torch.full((16, 16, 16), -1000.0)
+    real[12:, 8, 12:] = 1000.0  # patient's right (high x in RAS) and superior (high z), on the central coronal slice
+    views = torch.full((1, 16, 16), -1.0)
+    image = make_lift_montage(views, real.clone(), real, WINDOW, ["PA"])
+    assert image.dtype == np.uint8 and image.shape[2] == 3
+    zoom = 192 // 16
+    rows = image.shape[0]
+    panel = image[rows - 16 * zoom :, (16 * zoom + 2) * 2 : (16 * zoom + 2) * 2 + 16 * zoom, 0]  # the real CT
+    assert panel.shape == (16 * zoom, 16 * zoom)
+    bright = np.argwhere(panel == 255)
+    assert bright[:, 0].max() < 4 * zoom and bright[:, 1].max() < 4 * zoom  # top-left: superior, patient right
+    assert (panel == 0).mean() > 0.9  # -1000 HU is the bottom of the display window
