@@ -26,7 +26,7 @@ from medxlate.training.validation import ValidationResult, lift_case_metrics
 from medxlate.transforms import Preprocessing
 from medxlate.xray.cases import LiftCase, render_views
 
-__all__ = ["lift_strategy", "load_lift_data", "step_options", "validate_lift"]
+__all__ = ["drr_training_set", "lift_strategy", "load_lift_data", "step_options", "validate_lift"]
 
 
 def lift_strategy(cfg: ExperimentConfig) -> LiftStrategy:
@@ -44,8 +44,6 @@ def load_lift_data(cfg: ExperimentConfig, dataset: Dataset, runtime: Any) -> tup
     Raises:
         InputDataError: if a split is empty or a CT covers too little of the field (named).
     """
-    from medxlate.xray.drr_data import ViewAugmentation
-
     xray = cfg.xray
     assert xray is not None
     train_cases, val_cases = ct_cases(dataset, "train"), ct_cases(dataset, "val")
@@ -65,18 +63,26 @@ def load_lift_data(cfg: ExperimentConfig, dataset: Dataset, runtime: Any) -> tup
     runtime.barrier()
     if not runtime.is_main:
         cached = build()
-    strategy = lift_strategy(cfg)
-    geometries = strategy.geometries()
-    samples = DrrTrainingSet(
-        cached[: len(train_cases)],
-        geometries,
+    samples = drr_training_set(cfg, cached[: len(train_cases)])
+    geometries = samples.geometries
+    return samples, [_clean_case(volume, geometries) for volume in cached[len(train_cases) :]]
+
+
+def drr_training_set(cfg: ExperimentConfig, volumes: Sequence[GridCT]) -> DrrTrainingSet:
+    """The DRR training items over cached model-grid CTs, with the config's views, poses and augmentation."""
+    from medxlate.xray.drr_data import ViewAugmentation
+
+    xray = cfg.xray
+    assert xray is not None  # filled in by ExperimentConfig for projection tasks
+    return DrrTrainingSet(
+        volumes,
+        lift_strategy(cfg).geometries(),
         cfg.data.source_window,
         xray.items_per_volume,
         xray.pose_jitter_deg,
         ViewAugmentation() if xray.augment else None,
         cfg.train.seed,
     )
-    return samples, [_clean_case(volume, geometries) for volume in cached[len(train_cases) :]]
 
 
 def _clean_case(volume: GridCT, geometries: Sequence[Any]) -> LiftCase:
