@@ -47,8 +47,8 @@ from medxlate.xray import Geometry, hu_to_mu, project, volume_isocentre
 OUT = Path(__file__).parent / "results"
 
 
-def phantom(size: int, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A chest-like attenuation phantom on a RAS grid centred at the origin."""
+def phantom_hu(size: int, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chest-like CT phantom in HU, ``(size,) * 3``, and its RAS affine (isotropic, centred at the origin)."""
     axis = torch.linspace(-1.0, 1.0, size)
     x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
     hu = torch.full((size, size, size), -1000.0)
@@ -57,6 +57,12 @@ def phantom(size: int, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
     hu[(x / 0.1) ** 2 + ((y + 0.45) / 0.1) ** 2 < 1.0] = 900.0
     affine = torch.diag(torch.tensor([spacing, spacing, spacing, 1.0], dtype=torch.float64))
     affine[:3, 3] = -(size - 1) / 2 * spacing
+    return hu, affine
+
+
+def phantom(size: int, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phantom of :func:`phantom_hu` as attenuation per mm, ``(1, 1, size, size, size)``."""
+    hu, affine = phantom_hu(size, spacing)
     return hu_to_mu(hu)[None, None], affine
 
 
