@@ -369,12 +369,13 @@ def _metric_line(values: dict[str, float]) -> str:
         "ceiling_ssim_body",
         "ceiling_psnr_body",
         "ceiling_mae_body",
+        "reprojection_mae",  # X-ray -> CT: DRRs of the synthetic CT against the input views
         "mae",  # the SynthRAD2025 protocol reports mae, psnr and ms_ssim only
         "psnr",
         "ms_ssim",
     )
     if "ssim_body" in values:  # default protocol: the body-mask figures are the headline
-        keys = keys[:6]
+        keys = keys[:7]
     return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
 
 
