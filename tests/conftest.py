@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -111,3 +114,15 @@ def cli_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     prepare_dataset(pairs, root / "dataset")
     result = fit(validate_config(tiny_config(root / "dataset", root / "run", epochs=1, decay_epochs=0)))
     return result.checkpoint, pairs / "p1" / "ct.nii.gz"
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> str:
+    """Path of dicom3tools' validator, installed with apt-get where missing (root only)."""
+    found = shutil.which("dciodvfy")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "dicom3tools"], capture_output=True, timeout=300)
+        found = shutil.which("dciodvfy")
+    if found is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed and cannot be installed here")
+    return found

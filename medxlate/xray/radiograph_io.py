@@ -41,6 +41,11 @@ __all__ = ["DRR_DERIVATION", "write_case_radiographs", "write_radiograph_dicom"]
 DRR_DERIVATION = "DRR rendered by medxlate from a CT volume, written as a radiograph; not an acquired image"
 
 
+# (row direction, column direction) of each named view as displayed: PA and AP with the patient's left on
+# the image's right; LL with anterior on the left (columns run towards posterior); RL with anterior on the right
+_PATIENT_ORIENTATION = {"PA": ("L", "F"), "AP": ("L", "F"), "LL": ("P", "F"), "RL": ("A", "F")}
+
+
 def write_radiograph_dicom(
     pixels: torch.Tensor | np.ndarray,
     path: str | Path,
@@ -104,8 +109,26 @@ def write_radiograph_dicom(
     ds.DerivationDescription = derivation[:1024]
     ds.PatientName, ds.PatientID = patient_id, patient_id
     ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    if isinstance(view, str) and view.upper() in NAMED_VIEWS:
-        ds.ViewPosition = view.upper()
+    # Type 2 attributes of the Patient, General Study, General Series, CR Series and General Equipment
+    # modules: present and empty (nothing is known about a rendered radiograph), as dciodvfy requires
+    for keyword in (
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+        "Laterality",
+        "Manufacturer",
+    ):
+        setattr(ds, keyword, "")
+    ds.BodyPartExamined = ""
+    named = view.upper() if isinstance(view, str) and view.upper() in NAMED_VIEWS else None
+    if named is not None:
+        ds.ViewPosition = named
+    # rows run superior -> inferior (F); columns as radiographs are displayed (medxlate.xray.geometry)
+    ds.PatientOrientation = list(_PATIENT_ORIENTATION[named]) if named is not None else ""
     ds.ImagerPixelSpacing = [f"{float(s):.10g}" for s in spacing]
     ds.Rows, ds.Columns = image.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"

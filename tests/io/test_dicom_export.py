@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,18 +15,6 @@ from medxlate.errors import GeometryError, InputDataError
 from medxlate.io import load_volume, save_volume
 from medxlate.io.dicom_export import save_dicom_series
 from tests.dicom_factory import write_ct_series
-
-
-@pytest.fixture(scope="session")
-def dciodvfy() -> str:
-    """Path of dicom3tools' validator, installed with apt-get where missing (root only)."""
-    found = shutil.which("dciodvfy")
-    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "dicom3tools"], capture_output=True, timeout=300)
-        found = shutil.which("dciodvfy")
-    if found is None:
-        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed and cannot be installed here")
-    return found
 
 
 def validation_errors(validator: str, files: list[Path]) -> list[str]:

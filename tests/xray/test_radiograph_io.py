@@ -14,6 +14,7 @@ from medxlate.errors import InputDataError
 from medxlate.xray import Geometry, load_radiograph, project
 from medxlate.xray.attenuation import hu_to_mu
 from medxlate.xray.radiograph_io import write_case_radiographs, write_radiograph_dicom
+from tests.io.test_dicom_export import validation_errors
 
 
 def _image() -> torch.Tensor:
@@ -89,3 +90,14 @@ def test_case_radiographs_hold_the_line_integrals_of_each_view(tmp_path: Path) -
     # PA: the patient's right is on the image's left, so the dense block brightens the left columns
     pa = load_radiograph(files[0]).pixels
     assert float(pa[:, :4].amax()) > 0.25 and float(pa[:, 4:].abs().amax()) == 0.0
+
+
+@pytest.mark.parametrize(("view", "orientation"), [("PA", ["L", "F"]), ("LL", ["P", "F"]), ("RL", ["A", "F"])])
+def test_radiograph_file_passes_dciodvfy_and_states_its_orientation(
+    tmp_path: Path, view: str, orientation: list[str], dciodvfy: str
+) -> None:
+    path = write_radiograph_dicom(_image(), tmp_path / f"{view}.dcm", pixel_mm=0.5, view=view)
+    assert validation_errors(dciodvfy, [path]) == []
+    ds = pydicom.dcmread(path)
+    assert list(ds.PatientOrientation) == orientation and ds.ViewPosition == view
+    assert "PatientBirthDate" in ds and ds.PatientBirthDate == ""  # Type 2: present, empty
