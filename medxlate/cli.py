@@ -216,7 +216,12 @@ def train(
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
-    dataset: Annotated[Path, typer.Argument(help="Prepared dataset folder.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="Prepared dataset folder; for an X-ray -> CT model also a folder of CT volumes or a DICOM tree."
+        ),
+    ],
     out_dir: Annotated[Path, typer.Option(help="Where the CSV and summary go.")] = Path("outputs/evaluation"),
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",

@@ -1,10 +1,11 @@
-"""Evaluate a trained model on a prepared dataset split: per-case CSV, summary JSON, MLflow metrics.
+"""Evaluate a trained model on a dataset split: per-case CSV, summary JSON, MLflow metrics.
 
 Two protocols: ``default`` (3D SSIM/PSNR/MAE in target units, whole volume and inside the body mask,
 with a noise-free ceiling for simulated data) and ``synthrad2025`` (the SynthRAD2025 challenge's
 MAE/PSNR/MS-SSIM of a synthetic CT inside the body mask, :func:`medxlate.metrics.synthrad2025`).
 
-An X-ray -> CT (``lift``) model is scored on the dataset's CT volumes: each CT (and its body mask)
+An X-ray -> CT (``lift``) model is scored on CT volumes (a prepared dataset's CT role, or a folder of CT
+volumes or DICOM tree split as training split it, :func:`lift_ct_source`): each CT (and its body mask)
 is resampled onto the model grid and its clean DRRs rendered with the model's view geometry
 (:func:`lift_case`), the CT is reconstructed from those views and compared with the CT in HU, plus
 the re-projection agreement with the input views (:func:`medxlate.inference.evaluate_lift_case`).
@@ -25,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
-from medxlate.data.drr import CtCase, ct_cases
+from medxlate.data.ct_source import CtCase, CtSource, read_ct_source
 from medxlate.data.roles import orient_dataset
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import LiftStrategy, Translator, evaluate_lift_case
@@ -40,7 +41,6 @@ from medxlate.tracking import Tracker
 
 CEILING_ROLE = "target_noise_free"
 PROTOCOLS = ("default", "synthrad2025")
-DEFAULT_MIN_COVERAGE = 0.5  # X-ray -> CT: smallest fraction of the field a CT must cover (config xray.min_coverage)
 #: Metrics drawn in the report, the first one ranking the worst and best case.
 REPORT_METRICS = {"default": ("ssim_body", "psnr_body", "mae_body"), "synthrad2025": ("mae", "psnr", "ms_ssim")}
 
@@ -81,7 +81,8 @@ def evaluate(
 
     Args:
         checkpoint: Trained medxlate checkpoint.
-        dataset: Prepared dataset folder.
+        dataset: Prepared dataset folder; for an X-ray -> CT model also a folder of CT volumes or a
+            DICOM tree (:func:`lift_ct_source`: ``train`` and ``val`` splits as in training).
         out_dir: Where ``metrics_per_case.csv`` and ``metrics_summary.json`` are written.
         split: Which split to evaluate.
         tracker: If given, the summary means are logged as single-value metrics
@@ -111,11 +112,12 @@ def evaluate(
         raise ConfigError(f"evaluate: unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
     translator = Translator.from_checkpoint(checkpoint, device=device)
     lifted = isinstance(translator.strategy, LiftStrategy)
-    data = read_dataset(dataset)
-    data = data if lifted else orient_dataset(data, translator.preprocessing.task)
-    cases: list[Any] = ct_cases(data, split) if lifted else data.split(split)
+    data: Any = lift_ct_source(translator, dataset) if lifted else read_dataset(dataset)
+    cases: list[Any] = data.split(split) if lifted else orient_dataset(data, translator.preprocessing.task).split(split)
     if not cases:
-        raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate")
+        found = sorted(name for name, members in data.splits.items() if members) if lifted else []
+        hint = f"; splits with cases: {', '.join(found)}" if found else ""
+        raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate{hint}")
     per_case: dict[str, dict[str, float]] = {}
     for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
         if lifted:
@@ -164,37 +166,56 @@ def _score_case(translator: Translator, case: Any, protocol: str) -> dict[str, f
     return values
 
 
-def lift_case(translator: Translator, case: CtCase) -> Any:
-    """A dataset's CT (and body mask) on an X-ray -> CT model's grid, with its clean views.
+def lift_ct_source(translator: Translator, dataset: str | Path) -> CtSource:
+    """The CT cases an X-ray -> CT model is scored on: a prepared dataset's CT role, or a folder of CT
+    volumes split exactly as the model's training split it (the checkpoint config's
+    ``xray.val_fraction`` and ``xray.split_seed``).
 
-    The smallest field coverage is the checkpoint config's ``xray.min_coverage`` (0.5 when it has
-    none).
+    Raises:
+        InputDataError: see :func:`medxlate.data.ct_source.read_ct_source`.
+    """
+    return read_ct_source(
+        dataset, float(_xray_setting(translator, "val_fraction")), int(_xray_setting(translator, "split_seed"))
+    )
+
+
+def _xray_setting(translator: Translator, name: str) -> Any:
+    """An ``xray`` setting of the checkpoint's config (the config's default where the checkpoint has none)."""
+    from medxlate.config.schema import XrayConfig
+
+    xray = translator.config.get("xray") if isinstance(translator.config.get("xray"), dict) else {}
+    return xray.get(name, XrayConfig.model_fields[name].default)
+
+
+def lift_case(translator: Translator, case: CtCase) -> Any:
+    """A CT (and body mask) on an X-ray -> CT model's grid, with its clean views.
+
+    The smallest field coverage is the checkpoint config's ``xray.min_coverage`` (the config's
+    default, 0.5, when it has none).
 
     Args:
         translator: A ``lift`` Translator.
-        case: The case's CT role and mask (:func:`medxlate.data.drr.ct_cases`).
+        case: The CT case (:func:`lift_ct_source`).
 
     Returns:
         The :class:`medxlate.xray.cases.LiftCase`.
 
     Raises:
-        InputDataError: naming the file: the CT holds NaN/inf voxels or covers too little of the
-            model's field, or the model is not an X-ray -> CT model.
+        InputDataError: naming the file: the CT holds NaN/inf voxels, is not a 3D volume or covers too
+            little of the model's field, or the model is not an X-ray -> CT model.
     """
     from medxlate.xray.cases import make_case
 
     strategy = translator.strategy
     if not isinstance(strategy, LiftStrategy):
         raise InputDataError(f"lift_case: the model's inference is '{strategy.kind}'; expected X-ray -> CT ('lift')")
-    ct = load_volume(case.ct)
-    check_finite_input(ct, str(case.ct))
-    mask = load_volume(case.mask) if case.mask else None
-    xray = translator.config.get("xray") if isinstance(translator.config.get("xray"), dict) else {}
-    coverage = float(xray.get("min_coverage", DEFAULT_MIN_COVERAGE))
+    ct, mask = case.load()
+    check_finite_input(ct, case.label)
+    coverage = float(_xray_setting(translator, "min_coverage"))
     try:
         return make_case(ct, strategy.geometries(), strategy.size, strategy.fov_mm, coverage, mask)
     except InputDataError as e:
-        raise InputDataError(f"{case.ct}: {e} (xray.min_coverage {coverage} of the checkpoint)") from e
+        raise InputDataError(f"{case.label}: {e} (xray.min_coverage {coverage} of the checkpoint)") from e
 
 
 def _score_lift_case(translator: Translator, case: CtCase, protocol: str) -> tuple[Any, Any, dict[str, float]]:

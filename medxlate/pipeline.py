@@ -75,7 +75,7 @@ def run_pipeline(
             **(overrides or {}),
         },
     )
-    result = PipelineResult(dataset=dataset_dir)
+    result = PipelineResult(dataset=Path(cfg.data.dataset))
     if "train" in recipe.stages:  # fail before preparing anything if training would be refused
         from medxlate.training.outputs import check_fresh_output
 
@@ -117,7 +117,7 @@ def _run_stage(
         result.evaluation = _evaluate(
             cfg,
             _checkpoint(result, train_dir),
-            dataset_dir,
+            Path(cfg.data.dataset),
             out / "evaluation",
             result.run_id,
             recipe.evaluate_protocol,
@@ -125,7 +125,7 @@ def _run_stage(
         report(f"evaluate: {out / 'evaluation' / 'metrics_per_case.csv'}")
     elif stage == "translate":
         result.translated = _translate(
-            _checkpoint(result, train_dir), dataset_dir, out / "translated", recipe.translate_split
+            _checkpoint(result, train_dir), Path(cfg.data.dataset), out / "translated", recipe.translate_split
         )
         report(f"translate: {len(result.translated)} synthetic volume(s) in {out / 'translated'}")
 
@@ -186,15 +186,14 @@ def _translate(checkpoint: Path, dataset: Path, out_dir: Path, split: str) -> li
 def _translate_radiographs(translator: Any, dataset: Path, out_dir: Path, split: str) -> list[Path]:
     """X-ray -> CT: each case's clean DRRs written as CR DICOM radiographs (``radiographs/``, see
     :mod:`medxlate.xray.radiograph_io`), then reconstructed from those files as a real radiograph
-    would be (``<case>_synthetic_ct.nii.gz`` on the model's documented grid)."""
-    from medxlate.data import read_dataset
-    from medxlate.data.drr import ct_cases
-    from medxlate.evaluation import lift_case
+    would be (``<case>_synthetic_ct.nii.gz`` on the model's documented grid). ``dataset`` is a
+    prepared dataset or a folder of CT volumes (split as training split it)."""
+    from medxlate.evaluation import lift_case, lift_ct_source
     from medxlate.xray.radiograph_io import write_case_radiographs
 
     geometries = translator.strategy.geometries()
     written = []
-    for case in ct_cases(read_dataset(dataset), split):
+    for case in lift_ct_source(translator, dataset).split(split):
         made = lift_case(translator, case)
         files = write_case_radiographs(made.ct_hu, made.ct_hu.affine, geometries, out_dir / "radiographs", case.id)
         written.append(translator.translate_radiographs(files, out_dir / f"{case.id}_synthetic_ct.nii.gz"))

@@ -121,3 +121,41 @@ def test_no_identifier_leaves_prepare_and_training(
     for patient in PATIENTS:  # the search works: the id map, outside the dataset, holds them all
         assert {patient.patient_id, patient.name, patient.birth_date, patient.accession, patient.institution} <= found
     assert sum(secret.startswith("1.2.826.0.1.3680043") for secret in found) >= 5  # study and series UIDs
+
+
+def test_no_identifier_leaves_xray_training_on_a_dicom_tree(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """X-ray -> CT trains and evaluates on the export itself (no prepare): its errors, cache, checkpoint,
+    MLflow store, evaluation files and logs hold no identifier either."""
+    from medxlate.errors import InputDataError
+    from medxlate.evaluation import evaluate
+    from tests.training.test_lift import _xray_config
+
+    caplog.set_level(logging.DEBUG)
+    export = write_export(tmp_path / "hospital" / "export")
+    identifiers = _identifiers(export)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    with pytest.raises(InputDataError, match=r"export: CT series ct_\d+: CT spans") as refused:
+        fit(validate_config(_xray_config(export, work / "refused", items_per_volume=1, fov_mm=200.0)))  # too small
+    raw = _xray_config(export, work / "train", items_per_volume=1)
+    raw["tracking"] = {"backend": "mlflow"}
+    result = fit(validate_config(raw), make_tracker("mlflow"))
+    assert result.run_id is not None and set(result.per_case) <= {"ct_000", "ct_001", "ct_002", "ct_003"}
+    evaluate(result.checkpoint, export, work / "evaluation", device="cpu")
+
+    written = sorted(p for p in work.rglob("*") if p.is_file())
+    names = {p.relative_to(work).as_posix() for p in written}
+    assert "mlflow.db" in names and any(n.startswith("train/data_cache/xray_grid_") for n in names)
+    texts = {str(p.relative_to(work)): b"\n".join(_contents(p)) for p in written}
+    texts["<file names>"] = "\n".join(sorted(names)).encode()
+    texts["<log records>"] = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records).encode()
+    captured = capsys.readouterr()
+    texts["<console>"] = (captured.out + captured.err + str(refused.value)).encode()
+    assert _leaks(texts, identifiers) == []

@@ -57,7 +57,9 @@ class DataConfig(_Frozen):
     """Where the prepared dataset lives, how volumes are preprocessed, cached and sampled.
 
     Attributes:
-        dataset: Folder holding ``dataset.json`` (written by ``medxlate prepare``).
+        dataset: Folder holding ``dataset.json`` (written by ``medxlate prepare``); for
+            ``data.task: xray2ct`` also a folder of CT volumes (NIfTI/NRRD/MetaImage files) or a
+            DICOM tree with CT series (split by ``xray.val_fraction``).
         task: The translation (``ct2mr``, ``mr2ct``; :mod:`medxlate.tasks`). Its source modality is
             read from whichever dataset role holds it (``mr2ct`` on a CT -> MR dataset swaps them).
         spatial_dims: 2 for slice-wise (2D/2.5D) translation (``slices`` sampler), 3 for volumetric
@@ -172,6 +174,11 @@ class XrayConfig(_Frozen):
         items_per_volume: Training items (random pose and view augmentation) per CT and epoch.
         pose_jitter_deg: Largest random rotation of the patient about each axis (0 disables).
         augment: Intensity and detector augmentation of the views (gamma, blur, noise, offset).
+        val_fraction: When ``data.dataset`` is a folder of CT volumes (not a prepared dataset, which
+            keeps its own splits): the expected share of volumes validated on, each volume assigned
+            by a seeded hash of its content (:mod:`medxlate.data.ct_folder`); at least one volume
+            goes to each split.
+        split_seed: Seed of that assignment (another seed, another split).
     """
 
     views: tuple[str | float, ...] = ("PA",)
@@ -183,6 +190,8 @@ class XrayConfig(_Frozen):
     items_per_volume: int = Field(default=8, ge=1)
     pose_jitter_deg: float = Field(default=3.0, ge=0.0, le=45.0)
     augment: bool = True
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
 
     @model_validator(mode="after")
     def _geometry(self) -> XrayConfig:

@@ -13,6 +13,9 @@ Map:
     verify.py        ``verify_dataset``: every problem at once
     fingerprint.py   ``fingerprint_dataset``/``load_fingerprint``: intensity and spacing statistics
     bodymask.py, volumes.py, slices.py   body masks; training-time loading and slicing
+    ct_source.py     X-ray -> CT's CT cases (CtCase, CtSource): a prepared dataset's CT role or, via
+    ct_folder.py     a folder of CT volumes / DICOM tree (opaque ids, seeded content split, masks from the CT)
+    drr.py           X-ray -> CT: CTs on the model grid cached on disk, DRR training items
 """
 
 from medxlate.data.dataset import Case, Dataset, read_dataset, write_dataset_index

@@ -1,8 +1,14 @@
-"""Body masks from CT: threshold, keep the largest connected component (drops the table), fill holes."""
+"""Body masks from CT: threshold, keep the largest connected component (drops the table), fill holes.
+
+:func:`body_mask_from_ct` works on an array whose third axis is axial; :func:`body_mask_volume` on a
+CT with its affine, in any orientation.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from monai.data import MetaTensor
 from scipy import ndimage
 
 
@@ -26,3 +32,24 @@ def body_mask_from_ct(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
     for z in range(body.shape[2]):
         body[:, :, z] = ndimage.binary_fill_holes(body[:, :, z])
     return body
+
+
+def body_mask_volume(ct: MetaTensor, threshold: float = -500.0) -> MetaTensor:
+    """Body mask of a ``(1, X, Y, Z)`` CT in HU, with its affine.
+
+    The CT is reoriented to RAS first, so the hole filling of :func:`body_mask_from_ct` runs over
+    axial slices whatever the acquisition's orientation; the mask comes back on that RAS grid
+    (same voxels, reordered), its affine saying where.
+
+    Args:
+        ct: CT with its voxel-to-RAS affine.
+        threshold: Voxels above it (HU) are tissue candidates.
+
+    Returns:
+        ``(1, X', Y', Z')`` uint8 mask (1 inside the body) with the RAS-oriented affine.
+    """
+    from medxlate.transforms.spatial import to_canonical
+
+    oriented = to_canonical(ct)
+    mask = body_mask_from_ct(oriented[0].detach().cpu().numpy(), threshold=threshold)
+    return MetaTensor(torch.from_numpy(mask.astype(np.uint8))[None], affine=oriented.affine)

@@ -1,11 +1,10 @@
 """X-ray -> CT training data: CTs on the model grid, cached on disk, and DRR views rendered on the fly.
 
-* :func:`ct_cases`: the cases of a prepared dataset as X-ray -> CT reads them: its CT role (whichever
-  role holds CT) and body mask; the other modality is not used.
-* :func:`build_grid_cache`: each CT (and mask) resampled once onto the model grid
-  (:func:`medxlate.xray.drr_data.to_model_grid`) and saved as ``.npy`` under a folder named by a
-  hash of the dataset's index and the grid settings, so another dataset or grid never reuses it.
-  Training memory-maps the files: RAM stays bounded by what a step touches.
+* :func:`build_grid_cache`: each CT (and mask) of :func:`medxlate.data.ct_source.read_ct_source`
+  (a prepared dataset or a folder of CTs) resampled once onto the model grid
+  (:func:`medxlate.xray.drr_data.to_model_grid`) and saved as ``.npy`` in an entry named by a hash
+  of the case's content key, inside a folder named by a hash of the grid settings, so another CT
+  or grid never reuses it. Training memory-maps the files: RAM stays bounded by what a step touches.
 * :class:`DrrTrainingSet`: item ``i`` is CT ``i // items_per_volume`` turned by a small random pose
   (:func:`medxlate.xray.drr_data.jitter_pose`), its clean DRRs for every view, the augmented views
   the generator sees (:func:`medxlate.xray.drr_data.augment_views`) and the CT in model units.
@@ -27,22 +26,13 @@ import torch
 from monai.data import MetaTensor
 from torch.utils.data import Dataset as TorchDataset
 
-from medxlate.data.dataset import DATASET_FILE, Case, Dataset
+from medxlate.data.ct_source import CtCase
 from medxlate.errors import InputDataError
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 
-__all__ = ["CtCase", "DrrTrainingSet", "GridCT", "build_grid_cache", "ct_cases"]
+__all__ = ["DrrTrainingSet", "GridCT", "build_grid_cache"]
 
-_CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CtCase:
-    """One CT of a dataset, as X-ray -> CT uses it."""
-
-    id: str
-    ct: Path
-    mask: Path | None
+_CACHE_VERSION = 2  # 2: one folder per grid, one entry per CT content key
 
 
 @dataclass(frozen=True)
@@ -72,64 +62,51 @@ class GridCT:
         return np.load(self.mask_path, mmap_mode="r")
 
 
-def ct_cases(dataset: Dataset, split: str) -> list[CtCase]:
-    """The split's cases with the dataset role that holds CT (and the body mask).
-
-    Raises:
-        InputDataError: if neither role of the dataset is CT.
-    """
-    modalities = (dataset.source_modality.upper(), dataset.target_modality.upper())
-    if "CT" not in modalities:
-        raise InputDataError(
-            f"{dataset.root}: X-ray -> CT trains on CT volumes; this dataset holds {modalities[0]} and {modalities[1]}"
-        )
-    role = "source" if modalities[0] == "CT" else "target"
-    return [_ct_case(case, role) for case in dataset.split(split)]
-
-
-def _ct_case(case: Case, role: str) -> CtCase:
-    return CtCase(case.id, case.source if role == "source" else case.target, case.mask)
-
-
-def _cache_key(dataset: Dataset, cases: Sequence[CtCase], settings: dict[str, Any]) -> str:
-    index = hashlib.sha256((dataset.root / DATASET_FILE).read_bytes()).hexdigest()
-    content = {"version": _CACHE_VERSION, "dataset_index": index, "cases": [c.id for c in cases], **settings}
+def _digest(content: Any) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_grid_cache(
-    dataset: Dataset, cases: Sequence[CtCase], size: int, fov_mm: float, min_coverage: float, cache_dir: Path
+    cases: Sequence[CtCase], size: int, fov_mm: float, min_coverage: float, cache_dir: Path
 ) -> list[GridCT]:
     """Resample each case's CT and mask onto the model grid once and cache them as ``.npy``.
 
-    The cache folder is ``cache_dir/xray_grid_<key>``, the key a hash of the dataset's index
-    (``dataset.json``, which holds every file's checksum), the case ids and the grid settings: a
-    changed dataset or grid builds a new folder instead of reusing a stale one. A case is complete
-    when its ``record.json`` exists (written last, atomically).
+    The grid settings name the folder, ``cache_dir/xray_grid_<hash of size, field, coverage>``, and
+    each case's content key (:attr:`medxlate.data.ct_source.CtCase.key`) its subfolder: a changed
+    CT or grid builds a new entry instead of reusing a stale one, and an unchanged CT is reused
+    even when other cases come or go. An entry is complete when its ``record.json`` exists
+    (written last, atomically).
+
+    Args:
+        cases: The CTs (:func:`medxlate.data.ct_source.read_ct_source`).
+        size: Voxels per side of the model grid.
+        fov_mm: Field of view per side (mm).
+        min_coverage: Smallest fraction of the field a CT must span along every axis.
+        cache_dir: Where the cache folder goes.
+
+    Returns:
+        One cached CT per case, in order.
 
     Raises:
-        InputDataError: naming the file, if a CT covers too little of the field.
+        InputDataError: naming the file (or series), if a CT covers too little of the field, is not
+            a 3D volume or cannot be read.
     """
-    from medxlate.io import load_volume
     from medxlate.xray.cases import grid_mask
     from medxlate.xray.drr_data import to_model_grid
 
-    settings = {"size": size, "fov_mm": fov_mm, "min_coverage": min_coverage}
-    folder = Path(cache_dir) / f"xray_grid_{_cache_key(dataset, cases, settings)}"
+    settings = {"version": _CACHE_VERSION, "size": size, "fov_mm": fov_mm, "min_coverage": min_coverage}
+    folder = Path(cache_dir) / f"xray_grid_{_digest(settings)}"
     out: list[GridCT] = []
     for case in cases:
-        case_dir = folder / case.id
+        case_dir = folder / _digest(case.key)
         record_path = case_dir / "record.json"
         if not record_path.is_file():
-            ct = load_volume(case.ct)
+            ct, mask = case.load()
             try:
                 grid, record = to_model_grid(ct, size, fov_mm, min_coverage)
             except InputDataError as e:
-                raise InputDataError(f"{case.ct}: {e} (set xray.min_coverage or xray.fov_mm)") from e
-            if case.mask is not None:
-                body = grid_mask(load_volume(case.mask), grid)[0]
-            else:
-                body = torch.ones(grid.shape[1:], dtype=torch.bool)
+                raise InputDataError(f"{case.label}: {e} (set xray.min_coverage or xray.fov_mm)") from e
+            body = grid_mask(mask, grid)[0] if mask is not None else torch.ones(grid.shape[1:], dtype=torch.bool)
             case_dir.mkdir(parents=True, exist_ok=True)
             for name, array in (("ct.npy", grid.as_tensor()[0].numpy()), ("mask.npy", body.numpy().astype(np.uint8))):
                 with atomic_path(case_dir / name) as tmp, open(tmp, "wb") as handle:

@@ -8,11 +8,11 @@ identifier. The first ``n_test`` groups go to test, the next ``n_val`` to val, t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from medxlate.config.prepare import SplitConfig
 
-__all__ = ["assign_splits", "split_counts"]
+__all__ = ["assign_splits", "split_counts", "threshold_splits"]
 
 
 def split_counts(n_groups: int, cfg: SplitConfig) -> tuple[int, int]:
@@ -75,4 +75,34 @@ def assign_splits(
     for position, group in enumerate(ordered):
         split = "test" if position < n_test else "val" if position < n_test + n_val else "train"
         splits.update(dict.fromkeys(members[group], split))
+    return splits
+
+
+def threshold_splits(identities: Sequence[str], val_fraction: float, seed: int) -> list[str]:
+    """Assign each item ``train`` or ``val`` from its own identity alone (stable when items are added).
+
+    Item ``i`` goes to ``val`` when ``sha256(f"{seed}:{identities[i]}")``, read as a number in
+    [0, 1), is below ``val_fraction``; equal identities share a split. So that neither split is
+    empty (possible in tiny folders only), the ``train`` item with the smallest number moves to
+    ``val`` if ``val`` is empty, or the ``val`` item with the largest number to ``train``.
+
+    Args:
+        identities: One content identity per item (kept in memory; may be identifying).
+        val_fraction: Expected share of ``val``, in (0, 1).
+        seed: Seed of the assignment.
+
+    Returns:
+        ``train`` or ``val`` per item, in order.
+
+    Raises:
+        ValueError: if there are fewer than two items or the fraction is not in (0, 1).
+    """
+    if len(identities) < 2 or not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"need two items and a fraction in (0, 1); got {len(identities)} and {val_fraction}")
+    scores = [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:16], 16) / 16**16 for i in identities]
+    splits = ["val" if score < val_fraction else "train" for score in scores]
+    if "val" not in splits:
+        splits[min(range(len(scores)), key=scores.__getitem__)] = "val"
+    elif "train" not in splits:
+        splits[max(range(len(scores)), key=scores.__getitem__)] = "train"
     return splits

@@ -26,12 +26,12 @@ from medxlate.errors import InputDataError, MedxlateError
 from medxlate.inference.finite import check_finite_input
 from medxlate.inference.translator import Translator
 from medxlate.io.atomic import atomic_path
+from medxlate.io.load import VOLUME_SUFFIXES
 from medxlate.io.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "translation_summary.csv"
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 @dataclass(frozen=True)

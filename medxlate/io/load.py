@@ -28,9 +28,11 @@ from medxlate.io.dicom import DicomVolume, OnIrregular, OnTilt, read_dicom_file,
 from medxlate.io.scan import SeriesInfo, scan_dicom
 from medxlate.io.sitk_formats import SITK_SUFFIXES, read_sitk_image
 
-__all__ = ["NIFTI_SUFFIXES", "load_series", "load_volume"]
+__all__ = ["NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "load_series", "load_volume"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: Single-volume file formats (a DICOM series is a folder or a tree instead).
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
 _EXPECTED = (
     "expected a NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr) or MetaImage (.mha/.mhd) file, "
     "a DICOM file, or a folder holding one DICOM series"

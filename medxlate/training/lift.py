@@ -8,6 +8,7 @@ arguments of the GAN step (the unconditional discriminator, the ``projection`` l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import torch
 from monai.data import MetaTensor
 
 from medxlate.config import ExperimentConfig
-from medxlate.data.dataset import Dataset
-from medxlate.data.drr import DrrTrainingSet, GridCT, build_grid_cache, ct_cases
+from medxlate.data.ct_source import CtSource
+from medxlate.data.dataset import DATASET_FILE
+from medxlate.data.drr import DrrTrainingSet, GridCT, build_grid_cache
 from medxlate.errors import InputDataError
 from medxlate.inference.strategy import LiftStrategy
 from medxlate.models.loss_terms import ProjectionContext, weighted_terms
@@ -26,7 +28,21 @@ from medxlate.training.validation import ValidationResult, lift_case_metrics
 from medxlate.transforms import Preprocessing
 from medxlate.xray.cases import LiftCase, render_views
 
-__all__ = ["drr_training_set", "lift_strategy", "load_lift_data", "step_options", "validate_lift"]
+__all__ = [
+    "DIGEST_MEMO",
+    "drr_training_set",
+    "lift_cache_dir",
+    "lift_strategy",
+    "load_lift_data",
+    "read_lift_source",
+    "step_options",
+    "validate_lift",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Remembered file digests of a CT folder, in the data cache (:func:`medxlate.data.ct_source.read_ct_source`).
+DIGEST_MEMO = "xray_file_digests.json"
 
 
 def lift_strategy(cfg: ExperimentConfig) -> LiftStrategy:
@@ -36,27 +52,61 @@ def lift_strategy(cfg: ExperimentConfig) -> LiftStrategy:
     return LiftStrategy(tuple(xray.views), xray.size, xray.fov_mm, xray.sdd_mm, xray.sad_mm)
 
 
-def load_lift_data(cfg: ExperimentConfig, dataset: Dataset, runtime: Any) -> tuple[DrrTrainingSet, list[LiftCase]]:
+def lift_cache_dir(cfg: ExperimentConfig) -> Path:
+    """Where the model-grid cache (and a CT folder's digest memo) live: ``data.cache_dir`` or
+    ``<train.output_dir>/data_cache``."""
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir is not None else Path(cfg.train.output_dir) / "data_cache"
+
+
+def read_lift_source(cfg: ExperimentConfig) -> CtSource:
+    """The CT cases of ``data.dataset``: a prepared dataset (its splits) or a folder of CT volumes
+    (split by ``xray.val_fraction`` and ``xray.split_seed``; file digests remembered in the data cache).
+
+    Raises:
+        InputDataError: see :func:`medxlate.data.ct_source.read_ct_source`.
+    """
+    from medxlate.data.ct_source import read_ct_source
+
+    xray = cfg.xray
+    assert xray is not None
+    source = read_ct_source(cfg.data.dataset, xray.val_fraction, xray.split_seed, lift_cache_dir(cfg) / DIGEST_MEMO)
+    defaults = type(xray).model_fields
+    folder_only = [name for name in ("val_fraction", "split_seed") if getattr(xray, name) != defaults[name].default]
+    if folder_only and (source.root / DATASET_FILE).is_file():
+        logger.warning(
+            "%s: a prepared dataset keeps its own splits; %s apply to a folder of CT volumes only",
+            source.root,
+            ", ".join(f"xray.{name}" for name in folder_only),
+        )
+    return source
+
+
+def load_lift_data(cfg: ExperimentConfig, source: CtSource, runtime: Any) -> tuple[DrrTrainingSet, list[LiftCase]]:
     """The DRR training set and the validation cases, over the on-disk model-grid cache.
 
     Rank 0 builds the cache while the other ranks wait, then they open it.
 
+    Args:
+        cfg: The experiment config.
+        source: The CT cases (:func:`read_lift_source`).
+        runtime: The distributed runtime (rank 0 builds the cache).
+
     Raises:
-        InputDataError: if a split is empty or a CT covers too little of the field (named).
+        InputDataError: if a split is empty, or a CT is unreadable, not a 3D volume or covers too
+            little of the field (named).
     """
     xray = cfg.xray
     assert xray is not None
-    train_cases, val_cases = ct_cases(dataset, "train"), ct_cases(dataset, "val")
+    train_cases, val_cases = source.split("train"), source.split("val")
     if not train_cases or not val_cases:
         raise InputDataError(
-            f"{dataset.root}: need at least one 'train' and one 'val' case, found "
+            f"{source.root}: need at least one 'train' and one 'val' case, found "
             f"{len(train_cases)} train and {len(val_cases)} val"
         )
-    cache_dir = cfg.data.cache_dir if cfg.data.cache_dir is not None else Path(cfg.train.output_dir) / "data_cache"
     cases = [*train_cases, *val_cases]
 
     def build() -> list[GridCT]:
-        return build_grid_cache(dataset, cases, xray.size, xray.fov_mm, xray.min_coverage, cache_dir)
+        return build_grid_cache(cases, xray.size, xray.fov_mm, xray.min_coverage, lift_cache_dir(cfg))
 
     if runtime.is_main:
         cached = build()

@@ -17,6 +17,7 @@ from medxlate import __version__
 from medxlate.config import ExperimentConfig, flatten_config
 from medxlate.data import read_dataset
 from medxlate.data.cache import LazyVolumes, MappedSources, VolumeReader, build_cache
+from medxlate.data.ct_source import CtSource
 from medxlate.data.roles import orient_dataset
 from medxlate.data.samplers import PatchSampler, SliceSampler
 from medxlate.errors import ConfigError, InputDataError
@@ -25,7 +26,7 @@ from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.tasks import Task, get_task
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
-from medxlate.training.lift import lift_strategy, load_lift_data, step_options, validate_lift
+from medxlate.training.lift import lift_strategy, load_lift_data, read_lift_source, step_options, validate_lift
 from medxlate.training.outputs import claim_output_dir
 from medxlate.training.resume import CHECKPOINT_NAME, INFERENCE_NAME, clean_stale_temporaries, resume_path
 from medxlate.training.runtime import (
@@ -132,8 +133,8 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
     device = runtime.device
     task = get_task(cfg.data.task)
     projection = task.geometry == "projection"
-    # X-ray -> CT reads whichever role of the dataset holds CT; the views are rendered from it
-    dataset = read_dataset(cfg.data.dataset) if projection else orient_dataset(read_dataset(cfg.data.dataset), task)
+    # X-ray -> CT reads CT volumes (a prepared dataset's CT role or a folder of CTs); views are rendered from them
+    dataset = _read_ct_source(cfg, runtime) if projection else orient_dataset(read_dataset(cfg.data.dataset), task)
     in_channels = 1 if projection else 2 * cfg.data.context_slices + 1  # per view for X-ray -> CT
     modules, divisible = build_gan(cfg, in_channels, device)
     _check_patch_size(cfg, divisible, modules.discriminator)
@@ -212,6 +213,14 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
     )
 
 
+def _read_ct_source(cfg: ExperimentConfig, runtime: Runtime) -> Any:
+    """X-ray -> CT's CT cases; rank 0 first, so a CT folder's files are hashed once (digest memo)."""
+    if runtime.is_main:
+        source = read_lift_source(cfg)
+    runtime.barrier()
+    return source if runtime.is_main else read_lift_source(cfg)
+
+
 def _wrap(modules: GanModules, runtime: Runtime, cfg: ExperimentConfig) -> GanModules:
     """The networks as the training step calls them (DDP, SyncBatchNorm, channels-last, compiled)."""
     flags = (cfg.train.channels_last, cfg.train.compile)
@@ -250,7 +259,7 @@ def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resum
         cfg.experiment_name, run_name, flatten_config(cfg), tags=tags, resume_run_id=trainer.progress.run_id
     )
     if run_id and run_id != trainer.progress.run_id:  # a new run: record its training data
-        digest = fingerprint or _index_hash(dataset.root)
+        digest = fingerprint or (dataset.digest if isinstance(dataset, CtSource) else _index_hash(dataset.root))
         trainer.tracker.log_dataset(dataset.name, digest, str(dataset.root.resolve()), "training")
     return run_id
 

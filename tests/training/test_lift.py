@@ -14,7 +14,8 @@ from monai.data import MetaTensor
 from medxlate.checkpoint import load_checkpoint
 from medxlate.config import validate_config
 from medxlate.data import read_dataset
-from medxlate.data.drr import DrrTrainingSet, build_grid_cache, ct_cases
+from medxlate.data.ct_source import ct_cases
+from medxlate.data.drr import DrrTrainingSet, build_grid_cache
 from medxlate.data.prepare import prepare_dataset
 from medxlate.errors import ConfigError, InputDataError, RegistryError
 from medxlate.inference import LiftStrategy, strategy_from_dict
@@ -95,7 +96,7 @@ def test_tiny_xray_run_writes_a_lift_checkpoint_and_validates_in_hu(dataset: Pat
 def test_drr_items_are_seeded_per_item_and_epoch_and_match_their_ct(dataset: Path, tmp_path: Path) -> None:
     strategy = LiftStrategy(("PA", "LL"), SIZE, FOV, 949.0, 541.0)
     data = read_dataset(dataset)
-    cached = build_grid_cache(data, ct_cases(data, "train"), SIZE, FOV, 0.5, tmp_path / "cache")
+    cached = build_grid_cache(ct_cases(data, "train"), SIZE, FOV, 0.5, tmp_path / "cache")
     plain = DrrTrainingSet(cached, strategy.geometries(), WINDOW, 3, 0.0, None, seed=1)
     item = plain[4]  # second CT
     ct = torch.from_numpy(np.array(cached[1].ct()))[None]
@@ -117,22 +118,22 @@ def test_drr_items_are_seeded_per_item_and_epoch_and_match_their_ct(dataset: Pat
 def test_grid_cache_is_reused_and_keyed_by_the_grid(dataset: Path, tmp_path: Path) -> None:
     data = read_dataset(dataset)
     cases = ct_cases(data, "train")
-    first = build_grid_cache(data, cases, SIZE, FOV, 0.5, tmp_path)
+    first = build_grid_cache(cases, SIZE, FOV, 0.5, tmp_path)
     stamp = first[0].ct_path.stat().st_mtime_ns
-    second = build_grid_cache(data, cases, SIZE, FOV, 0.5, tmp_path)
+    second = build_grid_cache(cases, SIZE, FOV, 0.5, tmp_path)
     assert second[0].ct_path == first[0].ct_path and second[0].ct_path.stat().st_mtime_ns == stamp
-    other = build_grid_cache(data, cases, SIZE, 48.0, 0.5, tmp_path)
+    other = build_grid_cache(cases, SIZE, 48.0, 0.5, tmp_path)
     assert other[0].ct_path.parent.parent != first[0].ct_path.parent.parent
     record = json.loads((first[0].ct_path.parent / "record.json").read_text())
     assert record["spacing_mm"] == pytest.approx(FOV / SIZE)
     with pytest.raises(InputDataError, match=r"source\.nii\.gz: CT spans.*xray\.min_coverage"):
-        build_grid_cache(data, cases, SIZE, 400.0, 0.5, tmp_path)  # 30 mm of a 400 mm field
+        build_grid_cache(cases, SIZE, 400.0, 0.5, tmp_path)  # 30 mm of a 400 mm field
 
 
 def test_projection_term_is_zero_on_the_truth_and_has_gradients(dataset: Path, tmp_path: Path) -> None:
     strategy = LiftStrategy(("PA",), SIZE, FOV, 949.0, 541.0)
     data = read_dataset(dataset)
-    (cached, _) = build_grid_cache(data, ct_cases(data, "train"), SIZE, FOV, 0.5, tmp_path)
+    (cached, _) = build_grid_cache(ct_cases(data, "train"), SIZE, FOV, 0.5, tmp_path)
     ct = torch.from_numpy(np.array(cached.ct()))[None, None]
     views = render_views(ct, strategy.grid_affine(), strategy.geometries())
     context = ProjectionContext(strategy.grid_affine(), strategy.geometries(), WINDOW)
