@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +243,10 @@ class Trainer:
     def _end_of_epoch(self, epoch: int) -> Any:
         """Step the schedules, validate and log (rank 0), then checkpoint and commit the logs."""
         for scheduler in self.schedulers:
-            scheduler.step()
+            with warnings.catch_warnings():
+                if self.cfg.loss.lambda_adv == 0:  # the discriminator's optimiser never steps; its schedule still does
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                scheduler.step()
         result = None
         if self.runtime.is_main:
             result = self.validate(self.plain.generator)

@@ -145,3 +145,17 @@ def test_volume_metrics_thin_volume_falls_back_to_slices() -> None:
     assert values["ssim_body"] == pytest.approx(values["ssim"], abs=1e-6)
     identical = volume_metrics(reference, reference, mask)
     assert identical["ssim"] == pytest.approx(1.0, abs=1e-6) and identical["mae"] == 0.0
+
+
+def test_l1_only_training_steps_both_schedules_without_warning(dataset: Path, tmp_path: Path) -> None:
+    import warnings
+
+    raw = tiny_config(dataset, tmp_path / "run", epochs=2, decay_epochs=1)
+    raw["loss"] = {"lambda_adv": 0.0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(validate_config(raw), NullTracker())
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    content = load_checkpoint(result.checkpoint)
+    # the discriminator never steps, but its schedule advances with the generator's
+    assert [s["last_epoch"] for s in content["schedulers"]] == [2, 2]
