@@ -11,6 +11,7 @@ intensity scaling: :func:`medxlate.data.volumes.load_paired_volume`) and written
         mask.npy                    uint8, (Z, 1, X, Y)
         fg.npy bg.npy               flat (X, Y, Z) indices of body / background voxels (at most
                                     ``MAX_INDICES`` each, evenly strided) for foreground-biased patches
+        sample.npy                  the source voxels the training domain's percentiles use
 
 The cache *key* hashes the dataset fingerprint (``fingerprint.json``), ``dataset.json``, the size and
 modification time of every file of the cached cases, and the preprocessing record (without the
@@ -41,6 +42,7 @@ from medxlate.data.dataset import DATASET_FILE, Case, Dataset
 from medxlate.errors import InputDataError
 from medxlate.io.atomic import write_bytes_atomic
 from medxlate.transforms import Preprocessing
+from medxlate.transforms.domain import intensity_sample
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +211,7 @@ def _write_case(case: Case, prep: Preprocessing, folder: Path) -> None:
         stride = max(1, -(-len(indices) // MAX_INDICES))
         np.save(tmp / f"{name}.npy", np.ascontiguousarray(indices[::stride].astype(np.int64)))
         counts[name] = len(indices)
+    np.save(tmp / "sample.npy", intensity_sample(volume.source.as_tensor()).numpy())  # for the training domain
     meta = {
         "case_id": case.id,
         "shape": list(mask.shape[1:]),
@@ -307,9 +310,20 @@ class LazyVolumes(Sequence):
         return read_paired_volume(self._cases[item])
 
 
+@dataclass(frozen=True)
+class SourceSummary:
+    """What the training domain needs of a cached source: its grid and its intensity sample."""
+
+    shape: tuple[int, ...]
+    affine: torch.Tensor
+    intensity_sample: torch.Tensor
+
+
 class MappedSources(Sequence):
-    """The cached cases' sources as (C, X, Y, Z) MetaTensors over copy-on-write memory maps: shape and
-    affine cost nothing, voxels are read when touched, one volume at a time."""
+    """The cached cases' sources as the training domain reads them: shape and affine from
+    ``meta.json`` and the intensity sample stored at build time (``sample.npy``, 0.8 MB), so start-up
+    does not grow with the size of the cached volumes. Caches written before the sample was stored
+    fall back to a strided read of the memory-mapped source (same values)."""
 
     def __init__(self, cases: Sequence[CachedCase]) -> None:
         self._cases = list(cases)
@@ -317,7 +331,14 @@ class MappedSources(Sequence):
     def __len__(self) -> int:
         return len(self._cases)
 
-    def __getitem__(self, item: int) -> MetaTensor:  # type: ignore[override]
+    def __getitem__(self, item: int) -> SourceSummary:  # type: ignore[override]
         case = self._cases[item]
-        mapped = np.moveaxis(np.load(case.path("source"), mmap_mode="c"), 0, -1)  # (Z, C, X, Y) -> (C, X, Y, Z)
-        return MetaTensor(torch.from_numpy(mapped), affine=torch.tensor(case.affine, dtype=torch.float64))
+        affine = torch.tensor(case.affine, dtype=torch.float64)
+        stored = case.path("sample")
+        if stored.is_file():
+            sample = torch.from_numpy(np.load(stored))
+        else:
+            mapped = np.moveaxis(np.load(case.path("source"), mmap_mode="c"), 0, -1)  # (C, X, Y, Z)
+            sample = intensity_sample(torch.from_numpy(mapped))
+        channels = int(np.load(case.path("source"), mmap_mode="r").shape[1])
+        return SourceSummary((channels, *case.shape), affine, sample)

@@ -41,6 +41,23 @@ _SAMPLES_PER_VOLUME = 200_000
 Triple = tuple[float, float, float]
 
 
+def intensity_sample(volume: Any) -> torch.Tensor:
+    """The voxels of a (C, X, Y, Z) source that the training domain's intensity percentiles use.
+
+    Every ``numel // 200_000``-th voxel in C-order (at least 1 apart), as float32. An object with an
+    ``intensity_sample`` attribute (a cached source: :class:`medxlate.data.cache.MappedSources`,
+    which stores the sample when the cache is built) gives it instead, so recording the domain
+    does not read whole volumes at every start.
+    """
+    cached = getattr(volume, "intensity_sample", None)
+    if cached is not None:
+        return torch.as_tensor(cached).float()
+    data = volume.as_tensor() if hasattr(volume, "as_tensor") else torch.as_tensor(volume)
+    flat = data.reshape(-1)
+    stride = max(1, flat.numel() // _SAMPLES_PER_VOLUME)
+    return flat[::stride].float()
+
+
 def _per_ras_axis(per_voxel_axis: Sequence[float], affine: torch.Tensor | np.ndarray) -> Triple:
     """Reorder values given per voxel axis into RAS x, y, z order (the axis each voxel axis maps to)."""
     matrix = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
@@ -100,11 +117,7 @@ class TrainingDomain:
             raise InputDataError("cannot record the training domain: no training volume")
         spacings = np.array([ras_spacing(v.affine) for v in sources])
         extents = np.array([ras_extent(v.shape[1:], v.affine) for v in sources])
-        samples = []
-        for volume in sources:
-            flat = torch.as_tensor(volume).reshape(-1)
-            stride = max(1, flat.numel() // _SAMPLES_PER_VOLUME)
-            samples.append(unit_to_range(flat[::stride].float(), window))
+        samples = [unit_to_range(intensity_sample(volume), window) for volume in sources]
         low, high = percentile_range(torch.cat(samples), INTENSITY_PERCENTILES)
         return cls(
             spacing_median=_triple(np.median(spacings, axis=0)),

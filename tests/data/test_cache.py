@@ -142,3 +142,24 @@ def test_training_domain_from_the_cache_equals_the_in_memory_one(dataset: Path, 
     in_memory = [load_paired_volume(case, PREP).source for case in ds.cases]
     expected = TrainingDomain.from_volumes(in_memory, PREP.source_window)
     assert TrainingDomain.from_volumes(MappedSources(cached), PREP.source_window) == expected
+
+
+def test_training_domain_reads_the_stored_sample_not_the_volumes(dataset: Path, tmp_path: Path) -> None:
+    from medxlate.data.cache import MappedSources
+    from medxlate.transforms import TrainingDomain
+
+    ds = read_dataset(dataset)
+    cached = build_cache(ds, ds.cases, PREP, tmp_path / "cache")
+    window = PREP.source_unit_range
+    full = [load_paired_volume(case, PREP).source for case in ds.cases]  # whole volumes, read directly
+    expected = TrainingDomain.from_volumes(full, window)
+    assert all(case.path("sample").is_file() for case in cached)
+    assert TrainingDomain.from_volumes(MappedSources(cached), window) == expected
+    for case in cached:  # a cache written before samples were stored: read from the memory map
+        case.path("sample").rename(case.folder / "kept.npy")
+    assert TrainingDomain.from_volumes(MappedSources(cached), window) == expected
+    for case in cached:  # with the sample stored, the volumes themselves are not read
+        (case.folder / "kept.npy").rename(case.path("sample"))
+        source = np.load(case.path("source"))
+        np.save(case.path("source"), np.zeros_like(source))
+    assert TrainingDomain.from_volumes(MappedSources(cached), window) == expected
