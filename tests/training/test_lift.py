@@ -256,3 +256,25 @@ def test_lift_montage_shows_coronal_slices_as_a_pa_radiograph_is_read() -> None:
     bright = np.argwhere(panel == 255)
     assert bright[:, 0].max() < 4 * zoom and bright[:, 1].max() < 4 * zoom  # top-left: superior, patient right
     assert (panel == 0).mean() > 0.9  # -1000 HU is the bottom of the display window
+
+
+def test_registered_xray_model_predicts_a_ct_from_views(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from medxlate.api import train
+    from medxlate.inference import Translator
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    raw = _xray_config(dataset, tmp_path / "run")
+    raw["tracking"] = {"backend": "mlflow", "register_as": "tiny_xray"}
+    result = train(validate_config(raw))
+    model = mlflow.pyfunc.load_model("models:/tiny_xray/1")
+    inputs = model.metadata.get_input_schema().inputs[0]
+    assert inputs.shape == (-1, -1, -1) and inputs.type == np.dtype(np.float32)  # (V, S, S) views
+    views = torch.rand(1, SIZE, SIZE) * 2 - 1
+    expected = Translator.from_checkpoint(result.checkpoint, device="cpu").translate_views(views)
+    np.testing.assert_allclose(model.predict(views.numpy()), expected.as_tensor().numpy(), rtol=0, atol=0)
