@@ -28,7 +28,7 @@ CHECKPOINT_NAME = "last.pt"
 INFERENCE_NAME = "model.pt"  # the slim inference checkpoint written beside last.pt at the end of a run
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp.*$")  # names made by medxlate.io.atomic.atomic_path
 # Settings that define the model, the data it sees and the optimisation: a resumed run must match them.
-_MUST_MATCH = ("data.", "model.", "loss.", "train.seed", "train.lr", "train.beta1", "train.beta2")
+_MUST_MATCH = ("data.", "model.", "loss.", "xray.", "train.seed", "train.lr", "train.beta1", "train.beta2")
 _MAY_DIFFER = ("data.dataset",)
 
 

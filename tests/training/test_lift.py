@@ -278,3 +278,12 @@ def test_registered_xray_model_predicts_a_ct_from_views(
     views = torch.rand(1, SIZE, SIZE) * 2 - 1
     expected = Translator.from_checkpoint(result.checkpoint, device="cpu").translate_views(views)
     np.testing.assert_allclose(model.predict(views.numpy()), expected.as_tensor().numpy(), rtol=0, atol=0)
+
+
+def test_resuming_with_another_drr_geometry_is_refused() -> None:
+    from medxlate.training.resume import config_differences
+
+    saved = {"xray": {"views": ["PA"], "fov_mm": 320.0, "sdd_mm": 949.0}, "data": {"task": "xray2ct"}}
+    current = {"xray": {"views": ["PA"], "fov_mm": 300.0, "sdd_mm": 949.0}, "data": {"task": "xray2ct"}}
+    assert config_differences(saved, current) == ["xray.fov_mm: checkpoint 320.0, config 300.0"]
+    assert config_differences(saved, saved) == []
