@@ -174,7 +174,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         loader=loader,
         tracker=tracker or NullTracker(),
         checkpoint=out_dir / CHECKPOINT_NAME,
-        static_payload=_static_payload(cfg, prep, in_channels, task),
+        static_payload=_static_payload(cfg, prep, in_channels, task, dataset.root),
         adversarial=_adversarial(cfg),
         validate=run_validation,
         step_options=step_options(cfg, prep),
@@ -230,7 +230,9 @@ def _wrap(modules: GanModules, runtime: Runtime, cfg: ExperimentConfig) -> GanMo
     return GanModules(generator, discriminator, modules.optimizer_g, modules.optimizer_d, judge)
 
 
-def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, task: Task) -> dict[str, Any]:
+def _static_payload(
+    cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, task: Task, root: Path
+) -> dict[str, Any]:
     """Checkpoint content that does not change during the run."""
     strategy = lift_strategy(cfg) if task.geometry == "projection" else inference_strategy(cfg)
     return {
@@ -240,7 +242,7 @@ def _static_payload(cfg: ExperimentConfig, prep: Preprocessing, in_channels: int
         "inference": strategy_to_dict(strategy),
         "source_modality": task.source_modality,
         "target_modality": task.target_modality,
-        "dataset_fingerprint": _fingerprint_hash(Path(cfg.data.dataset)),
+        "dataset_fingerprint": _fingerprint_hash(root),
         "medxlate_version": __version__,
     }
 
