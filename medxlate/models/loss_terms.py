@@ -104,6 +104,7 @@ class ProjectionTerm:
     """DRRs of the predicted CT against the clean views of the real CT (view units, mean |difference|)."""
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
+        from medxlate.transforms.intensity import unit_to_range
         from medxlate.xray.consistency import projection_consistency_loss
 
         context = inputs.projection
@@ -112,8 +113,7 @@ class ProjectionTerm:
                 "loss term 'projection' needs views and their geometry: it applies to X-ray -> CT "
                 "(data.task: xray2ct) only"
             )
-        low, high = context.ct_window
-        predicted_hu = (inputs.fake + 1.0) * 0.5 * (high - low) + low
+        predicted_hu = unit_to_range(inputs.fake, context.ct_window)
         return projection_consistency_loss(predicted_hu, inputs.reference_views, context.affine, context.geometries)
 
 

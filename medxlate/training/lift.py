@@ -24,7 +24,7 @@ from medxlate.data.drr import DrrTrainingSet, GridCT, build_grid_cache
 from medxlate.errors import InputDataError
 from medxlate.inference.strategy import LiftStrategy
 from medxlate.models.loss_terms import ProjectionContext, weighted_terms
-from medxlate.training.validation import ValidationResult, lift_case_metrics
+from medxlate.training.validation import ValidationResult
 from medxlate.transforms import Preprocessing
 from medxlate.xray.cases import LiftCase, render_views
 
@@ -169,10 +169,11 @@ def validate_lift(
 ) -> ValidationResult:
     """Predict each validation CT from its clean views and compare in HU on the model grid.
 
-    Metrics per case (:func:`~medxlate.training.validation.lift_case_metrics`): 3D SSIM/PSNR/MAE,
+    Metrics per case (:func:`medxlate.inference.lift.evaluate_lift_case`, as ``evaluate`` does): 3D SSIM/PSNR/MAE,
     whole grid and inside the body, with the CT window width as data range, and the re-projection
     agreement with the input views. The montage shows the first case.
     """
+    from medxlate.inference.lift import evaluate_lift_case
     from medxlate.metrics.summary import finite_case_means
 
     was_training = generator.training
@@ -180,7 +181,9 @@ def validate_lift(
     per_case: dict[str, dict[str, float]] = {}
     montage = None
     for case in cases:
-        values, predicted = lift_case_metrics(generator, case, prep, strategy, device, bf16)
+        label = f"validation case '{case.record['id']}'"
+        reconstructed, values = evaluate_lift_case(generator, case, strategy, prep, device, bf16, label=label)
+        predicted = reconstructed.as_tensor()[0]
         per_case[str(case.record["id"])] = values
         if montage is None:
             from medxlate.training.montage import make_lift_montage

@@ -77,8 +77,7 @@ def train_step(
         ``loss_g_<term>``); converting them to numbers is left to the caller so a GPU step does not
         wait on the host.
     """
-    from medxlate.models import l1_loss
-    from medxlate.models.loss_terms import LossInputs
+    from medxlate.models.loss_terms import LOSS_TERMS, LossInputs
 
     device = source.device
     generator, discriminator = modules.generator, modules.discriminator
@@ -113,10 +112,9 @@ def train_step(
         parts["adversarial"] = adversarial.generator_loss(fake_logits.float())
         loss_g = loss_g + lambda_adv * parts["adversarial"]
     inputs = LossInputs(fake.float(), target.float(), source, reference_views, projection)
-    parts["l1"] = l1_loss(inputs.fake, inputs.target)
-    loss_g = loss_g + lambda_l1 * parts["l1"]
-    for name, weight, term in terms:
-        if weight == 0 or name == "l1":
+    weighted = [("l1", lambda_l1, LOSS_TERMS.build("l1")), *(t for t in terms if t[0] != "l1")]
+    for name, weight, term in weighted:
+        if weight == 0 and name != "l1":  # l1 is always computed: it is logged even when not optimised
             continue
         parts[name] = term(inputs)
         loss_g = loss_g + weight * parts[name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from medxlate.metrics.volume import volume_metrics  # re-exported: callers impor
 from medxlate.training.montage import make_montage, panel_titles
 from medxlate.transforms import Preprocessing, unit_to_range
 
-__all__ = ["ValidationResult", "lift_case_metrics", "validate", "volume_metrics"]
+__all__ = ["ValidationResult", "validate", "volume_metrics"]
 
 
 @dataclass(frozen=True)
@@ -74,37 +73,3 @@ def validate(
     generator.train(was_training)
     means = finite_case_means(per_case, "validation").means
     return ValidationResult(metrics=means, per_case=per_case, montage=montage)
-
-
-def lift_case_metrics(
-    generator: torch.nn.Module,
-    case: Any,
-    prep: Preprocessing,
-    strategy: Any,
-    device: torch.device,
-    bf16: bool = True,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """X-ray -> CT: predict one case's CT from its clean views and score it on the model grid
-    (:func:`medxlate.inference.lift.evaluate_lift_case`, as ``medxlate evaluate`` does).
-
-    Args:
-        generator: The views -> volume generator (eval mode).
-        case: A :class:`medxlate.xray.cases.LiftCase` (CT in HU on the model grid, mask, views).
-        prep: The preprocessing (its CT window maps model units to HU).
-        strategy: The :class:`~medxlate.inference.LiftStrategy` (views' geometry).
-        device: Where the generator runs.
-        bf16: bf16 autocast on CUDA.
-
-    Returns:
-        ``(metrics, predicted (S, S, S) HU)``: :func:`volume_metrics` in HU with the window width as
-        data range, plus ``reprojection_mae`` and ``reprojection_ssim``
-        (:func:`medxlate.xray.cases.reprojection_agreement`).
-
-    Raises:
-        NonFiniteError: if the prediction holds NaN/inf.
-    """
-    from medxlate.inference.lift import evaluate_lift_case
-
-    label = f"validation case '{case.record.get('id', '?')}'"
-    predicted, values = evaluate_lift_case(generator, case, strategy, prep, device, bf16, label=label)
-    return values, predicted.as_tensor()[0]
