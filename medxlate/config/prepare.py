@@ -178,6 +178,9 @@ class PrepareConfig(_Frozen):
         on_case_error: ``raise`` (default): prepare every case it can, then raise listing the
             failures without writing dataset.json; ``skip``: write the dataset without them.
         scan_workers: Parallel workers for the DICOM header scan (``None``: automatic).
+        allow_outside_paths: Read manifest files that lie outside the input folder (``..``, absolute
+            paths, symlinks leading out). Off by default: such a path is refused; when on, dataset.json
+            records it (``prepare.allow_outside_paths`` and how many files were read from outside).
     """
 
     name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -190,6 +193,7 @@ class PrepareConfig(_Frozen):
     ct_clip_min_hu: float | None = -1024.0
     on_case_error: Literal["raise", "skip"] = "raise"
     scan_workers: int | None = Field(default=None, ge=1)
+    allow_outside_paths: bool = False
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change the files written for a case (part of each case's fingerprint)."""

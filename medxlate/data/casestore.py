@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medxlate.io.names import CASE_ID, ROLE, require_name
 from medxlate.io.provenance import hash_files  # one content hash for inputs, re-exported here
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,13 @@ def write_case(
 
     Returns:
         The stored case with its ``files``.
+
+    Raises:
+        InputDataError: A case id or role that is not a plain name (it would place a file elsewhere).
     """
+    require_name(case.id, CASE_ID, f"{cases_dir}: case id")
+    for role in writers:
+        require_name(role, ROLE, f"{cases_dir}: case '{case.id}' role")
     cases_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{case.id}{_TMP_MARK}", dir=cases_dir))
     final = cases_dir / case.id

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medxlate.errors import InputDataError
+from medxlate.io.names import CASE_ID
 
 DATASET_FILE = "dataset.json"
 REQUIRED_ROLES = ("source", "target")
@@ -110,6 +111,9 @@ def _parse_case(root: Path, entry: Any, position: int, problems: list[str]) -> C
         problems.append(f"cases[{position}]: expected an object with 'id', 'split' and 'files'")
         return Case(id=f"#{position}", split="invalid")
     case_id = str(entry.get("id", f"#{position}"))
+    pattern, expected = CASE_ID
+    if not pattern.fullmatch(case_id):  # ids name output files (batch translation): never a path
+        problems.append(f"cases[{position}]: id is {case_id!r}, expected {expected}")
     split = entry.get("split")
     if split not in SPLITS:
         problems.append(f"case '{case_id}': split is {split!r}, expected one of {', '.join(SPLITS)}")

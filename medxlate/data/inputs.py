@@ -10,8 +10,11 @@ Manifest format (``manifest.json`` in the input folder)::
      "cases": [{"id": "anything", "patient": "optional group key", "split": "train (optional)",
                 "files": {"source": "a/ct.nii.gz", "target": "a/mr.nii.gz", "mask": "a/mask.nii.gz"}}]}
 
-Paths are relative to the folder; ``mask`` is optional; other roles are carried along. Cases of the
-same ``patient`` (default: the case's ``id``) share a split when splits are assigned by config.
+Paths are relative to the folder and must stay inside it (no ``..`` out of it, no absolute path or
+symlink leading elsewhere) unless ``allow_outside_paths`` is set, which dataset.json then records.
+Roles are lowercase identifiers (each becomes ``<role>.nii.gz``); ``mask`` is optional; other roles
+are carried along. Cases of the same ``patient`` (default: the case's ``id``) share a split when
+splits are assigned by config.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from medxlate.data.pairing import PairingResult, SeriesPair, pair_series, patien
 from medxlate.data.privacy import Redactor
 from medxlate.errors import InputDataError
 from medxlate.io import load_volume
+from medxlate.io.names import ROLE, outside_reason, require_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MANIFEST", "dicom_cases", "manifest_cases", "read_manifest", "unpaired_rows"]
+__all__ = ["MANIFEST", "check_inside", "dicom_cases", "file_case", "manifest_cases", "read_manifest", "unpaired_rows"]
 
 MANIFEST = "manifest.json"
 IDENTIFIER_FIELDS = (
@@ -82,6 +86,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
         files = case.get("files") if isinstance(case, dict) else None
         if not isinstance(files, dict) or "source" not in files or "target" not in files:
             raise InputDataError(f"{path}: cases[{number}] needs 'files' with 'source' and 'target'")
+        for role, value in files.items():
+            require_name(role, ROLE, f"{path}: cases[{number}].files role")
+            if not isinstance(value, str) or not value:
+                raise InputDataError(
+                    f"{path}: cases[{number}].files.{role} is {value!r}; expected a file path relative to {root}"
+                )
         if case.get("split") is not None and case.get("split") not in SPLITS:
             raise InputDataError(
                 f"{path}: cases[{number}] has split {case.get('split')!r}, expected one of {', '.join(SPLITS)}"
@@ -100,6 +110,56 @@ def _content_key(paths: list[Path], fallback: str) -> str:
         return hashlib.sha256(f"unreadable:{fallback}".encode()).hexdigest()
 
 
+def check_inside(root: Path, path: Path, where: str, allow: bool) -> bool:
+    """Refuse an input file outside ``root`` unless ``allow``; return whether it lies outside.
+
+    Args:
+        root: The input folder.
+        path: The file (absolute, or relative to ``root``).
+        where: How the message names it (the manifest and field, or the file).
+        allow: ``allow_outside_paths`` of the prepare config.
+
+    Raises:
+        InputDataError: ``path`` leaves ``root`` (``..``, absolute, symlink) and ``allow`` is off.
+    """
+    reason = outside_reason(path, root)
+    if reason is not None and not allow:
+        raise InputDataError(
+            f"{where} is {str(path)!r}: {reason}; expected a file inside the input folder {root} "
+            "(set allow_outside_paths: true in the prepare config, or --set allow_outside_paths=true, to read "
+            "it anyway; dataset.json then records it)"
+        )
+    return reason is not None
+
+
+def file_case(
+    files: dict[str, Path], names: dict[str, str], cfg: PrepareConfig, fallback: str, **facts: Any
+) -> CaseInput:
+    """A case made of volume files (a manifest entry, a case folder).
+
+    Args:
+        files: Role -> file; ``source`` and ``target`` at least.
+        names: Role -> how messages name that file.
+        cfg: Prepare settings (``grid_mismatch``).
+        fallback: Distinguishes the content key of a case whose files cannot be read.
+        **facts: The other :class:`~medxlate.data.build.CaseInput` fields (``label``, ``group``,
+            ``modalities``, ``id_map``, ``split``, ``redact``).
+
+    Returns:
+        The case; its ``input_key`` hashes the files' content and the set of roles.
+    """
+    ordered = {"source": files["source"], **{r: p for r, p in files.items() if r != "source"}}
+    key = _content_key(list(ordered.values()), fallback)
+    role_key = hashlib.sha256(f"{key}:{sorted(files)}".encode()).hexdigest()  # roles matter too
+    return CaseInput(
+        input_key=role_key,
+        names={role: names[role] for role in ordered},
+        load=functools.partial(_load_files, ordered),
+        allow_resample=cfg.grid_mismatch == "resample",
+        **facts,
+    )
+
+
 def manifest_cases(root: Path, cfg: PrepareConfig) -> tuple[list[CaseInput], dict[str, Any]]:
     """Cases of a NIfTI manifest, in manifest order.
 
@@ -108,35 +168,39 @@ def manifest_cases(root: Path, cfg: PrepareConfig) -> tuple[list[CaseInput], dic
         cfg: Prepare settings (modalities default to the pairing rules' when the manifest has none).
 
     Returns:
-        The cases and the dataset metadata (``name``, ``source_modality``, ``target_modality``).
+        The cases and the dataset metadata (``name``, ``source_modality``, ``target_modality`` and,
+        with ``allow_outside_paths``, ``outside_files``: how many files lie outside ``root``).
+
+    Raises:
+        InputDataError: A malformed manifest (see :func:`read_manifest`), or a file outside ``root``
+            while ``allow_outside_paths`` is off.
     """
     manifest = read_manifest(root)
     modalities = {
         "source": str(manifest.get("source_modality", cfg.pairing.source.modality)).upper(),
         "target": str(manifest.get("target_modality", cfg.pairing.target.modality)).upper(),
     }
-    cases = []
+    cases, outside = [], 0
     for number, case in enumerate(manifest["cases"]):
         rel = {role: str(value) for role, value in case["files"].items()}
-        paths = {role: root / value for role, value in rel.items()}
-        ordered = {"source": paths["source"], **{r: p for r, p in paths.items() if r != "source"}}
-        key = _content_key([paths[r] for r in ordered], f"{number}")
-        role_key = hashlib.sha256(f"{key}:{sorted(rel)}".encode()).hexdigest()  # roles matter too
+        for role, value in rel.items():
+            where = f"{root / MANIFEST}: cases[{number}].files.{role}"
+            outside += check_inside(root, Path(value), where, cfg.allow_outside_paths)
         cases.append(
-            CaseInput(
+            file_case(
+                {role: root / value for role, value in rel.items()},
+                rel,
+                cfg,
+                f"{number}",
                 label=f"case #{number}",
                 group=str(case.get("patient", case.get("id", f"#{number}"))),
-                input_key=role_key,
-                names={role: rel[role] for role in ordered},
                 modalities=modalities,
-                load=functools.partial(_load_files, ordered),
                 id_map={"manifest_id": case.get("id"), "patient": case.get("patient"), **rel},
                 split=case.get("split"),
-                allow_resample=cfg.grid_mismatch == "resample",
             )
         )
     meta = {"name": manifest.get("name"), **{f"{role}_modality": m for role, m in modalities.items()}}
-    return cases, meta
+    return cases, meta | ({"outside_files": outside} if cfg.allow_outside_paths else {})
 
 
 def _load_pair(pair: SeriesPair, cfg: PrepareConfig, redact: Redactor) -> dict[str, MetaTensor]:

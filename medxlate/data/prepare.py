@@ -1,8 +1,10 @@
 """``prepare``: a DICOM export tree or a folder of NIfTI pairs -> the dataset layout training reads.
 
 Input, detected automatically: a folder with ``manifest.json`` (NIfTI pairs, see
-:mod:`medxlate.data.inputs`), else a DICOM tree (scanned with ``medxlate.io.scan.scan_dicom``;
-series paired per patient by :mod:`medxlate.data.pairing`).
+:mod:`medxlate.data.inputs`), else case folders of role-named volumes such as SynthRAD's
+``<region>/<case>/{ct,mr,mask}.mha`` (:mod:`medxlate.data.folders`), else a DICOM tree (scanned
+with ``medxlate.io.scan.scan_dicom``; series paired per patient by :mod:`medxlate.data.pairing`).
+A folder of other volumes gets an error showing the manifest it needs.
 
 Output (``out_dir``)::
 
@@ -50,6 +52,7 @@ from medxlate.data.casestore import (
     write_case,
 )
 from medxlate.data.dataset import write_dataset_index
+from medxlate.data.folders import folder_cases, manifest_hint
 from medxlate.data.inputs import MANIFEST, dicom_cases, manifest_cases, unpaired_rows
 from medxlate.data.ownership import DATASET_UID_COLUMN, check_id_map_owner, dataset_uid
 from medxlate.data.privacy import check_id_map_location, write_id_map
@@ -113,11 +116,25 @@ def _collect(source_root: Path, cfg: PrepareConfig) -> _Collected:
     if (source_root / MANIFEST).is_file() or not source_root.is_dir():
         cases, meta = manifest_cases(source_root, cfg)
         return _Collected(cases, meta, "manifest")
+    modalities = {"source_modality": cfg.pairing.source.modality, "target_modality": cfg.pairing.target.modality}
+    folders = folder_cases(source_root, cfg)
+    if folders is not None:
+        return _Collected(
+            folders.cases,
+            modalities | ({"outside_files": folders.outside} if cfg.allow_outside_paths else {}),
+            "folders",
+            unpaired=tuple(f"{label}: {problem}" for label, problem, _ in folders.unpaired),
+            unpaired_rows=tuple(
+                {"status": "unpaired", "patient": label, "folder": rel, "note": problem}
+                for label, problem, rel in folders.unpaired
+            ),
+        )
     cases, pairing, notes = dicom_cases(source_root, cfg)
-    meta = {"source_modality": cfg.pairing.source.modality, "target_modality": cfg.pairing.target.modality}
+    if not cases and not pairing.unpaired and (hint := manifest_hint(source_root)) is not None:
+        raise InputDataError(hint)
     return _Collected(
         cases,
-        meta,
+        modalities,
         "dicom",
         unpaired=tuple(f"patient {r.patient}: {r.problem}" for r in pairing.unpaired),
         unpaired_rows=tuple(unpaired_rows(pairing)),
@@ -217,7 +234,8 @@ def run_prepare(
     naming the first). Neither the dataset nor the id map may lie inside the input.
 
     Args:
-        source_root: Folder holding ``manifest.json``, or the top folder of a DICOM export.
+        source_root: Folder holding ``manifest.json``, case folders (SynthRAD layout), or the top
+            folder of a DICOM export.
         out_dir: Dataset folder to write or update.
         config: Prepare settings; ``None`` for the defaults.
         id_map: CSV path for the case -> patient table; must lie outside ``out_dir``. ``None``
@@ -229,7 +247,8 @@ def run_prepare(
         The report (written, unchanged, failed cases; unpaired patients; notes).
 
     Raises:
-        InputDataError: Unusable input (no manifest and no DICOM series, no pair at all), an id map
+        InputDataError: Unusable input (no manifest, case folder or DICOM series; no pair at all; a
+            manifest role that is not an identifier; a file outside the input folder), an id map
             inside ``out_dir``, or (``on_case_error: raise``) failed cases, listed all at once after
             every other case was prepared; then ``dataset.json`` is left as it was.
         OutputError: ``out_dir`` or ``id_map`` inside the input, or a foreign file at ``id_map``.
@@ -305,10 +324,10 @@ def _require_pairs(collected: _Collected, source_root: Path, map_path: Path | No
 def _write_index(
     out_dir: Path, cfg: PrepareConfig, collected: _Collected, done: dict[str, StoredCase], splits: dict[str, str]
 ) -> Path:
-    meta = {
-        **{k: v for k, v in collected.meta.items() if k != "name"},
-        "prepare": {"input": collected.kind, "settings": cfg.output_settings(), "settings_sha256": _settings_hash(cfg)},
-    }
+    record = {"input": collected.kind, "settings": cfg.output_settings(), "settings_sha256": _settings_hash(cfg)}
+    if cfg.allow_outside_paths:  # an opt-in that weakens a guarantee is recorded with the data
+        record |= {"allow_outside_paths": True, "outside_files": collected.meta.get("outside_files", 0)}
+    meta = {**{k: v for k, v in collected.meta.items() if k not in ("name", "outside_files")}, "prepare": record}
     name = cfg.name or collected.meta.get("name") or out_dir.resolve().name
     return write_dataset_index(out_dir, str(name), _entries(done, splits), **meta)
 
