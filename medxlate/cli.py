@@ -123,7 +123,11 @@ def scan(
 @app.command()
 def prepare(
     input_dir: Annotated[
-        Path, typer.Argument(help="DICOM export tree, or a folder with manifest.json of NIfTI pairs.")
+        Path,
+        typer.Argument(
+            help="DICOM export tree, a folder with manifest.json of NIfTI pairs, or one folder per case "
+            "(ct/mr/mask files, SynthRAD layout)."
+        ),
     ],
     out_dir: Annotated[Path, typer.Argument(help="Dataset folder to write or update.")],
     config: Annotated[Path | None, typer.Option(help="Prepare config YAML (pairing, registration, splits).")] = None,

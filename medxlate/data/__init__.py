@@ -4,6 +4,7 @@ Map:
     dataset.py       ``dataset.json`` + ``cases/``: read_dataset, write_dataset_index
     prepare.py       ``prepare_dataset``/``run_prepare``: the orchestration (inputs -> cases -> index)
     inputs.py        what prepare reads: NIfTI manifest, DICOM tree (scan + pairing), id-map rows
+    folders.py       case folders of role-named volumes (SynthRAD layout); the manifest a folder needs
     pairing.py       source/target series pairing rules per patient
     build.py         one case's volumes onto the source grid: clip, resample, register, body mask
     registration.py  SimpleITK rigid registration (Mattes MI) and resampling

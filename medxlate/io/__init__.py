@@ -18,6 +18,7 @@ Map:
     dicom_export.py    ``save_dicom_series``: a synthetic series (CT/MR Image Storage) in the source's study
     atomic.py          temporary file + ``os.replace``
     guard.py           the output guard: no writer may replace or write into one of its inputs
+    names.py           names and paths read from files: identifier check, stays inside its folder
     lock.py            exclusive folder locks (flock) with the holder named; no stale locks
 """
 
