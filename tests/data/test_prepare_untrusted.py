@@ -132,3 +132,16 @@ def test_paths_inside_the_folder_pass(tmp_path: Path) -> None:
     assert outside_reason(Path("a/../../x"), root) == f"climbs out of {root} with '..'"
     _manifest(root, {"source": "a/../a/ct.nii.gz", "target": "b/mr.nii.gz"})
     assert run_prepare(root, tmp_path / "ds").written == ("case_000",)
+
+
+def test_dataset_case_ids_are_names(paired_folder: Path, tmp_path: Path) -> None:
+    """Case ids of a dataset.json name output files downstream (batch translation): never a path."""
+    from medxlate.data import read_dataset
+
+    run_prepare(paired_folder, tmp_path / "ds")
+    index_path = tmp_path / "ds" / "dataset.json"
+    index = json.loads(index_path.read_text())
+    index["cases"][1]["id"] = "../../pwn"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(InputDataError, match=r"cases\[1\]: id is '\.\./\.\./pwn', expected letters, digits"):
+        read_dataset(tmp_path / "ds")
