@@ -291,6 +291,14 @@ def translate(
             "(PNG, TIFF), used instead of the files' own when given.",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="X-ray -> CT: translate radiographs the domain checks refuse (not CR/DX, a localizer, another "
+            "view, a blank image), with a warning each.",
+        ),
+    ] = False,
 ) -> None:
     """Translate one volume or a batch, or reconstruct a CT from radiographs; outputs are marked synthetic."""
     from medxlate.errors import ConfigError, InputDataError
@@ -302,14 +310,17 @@ def translate(
         raise ConfigError(f"--format must be 'nifti' or 'dicom', got {output_format!r}")
     translator = Translator.from_checkpoint(checkpoint, device=device, progress=True)
     if isinstance(translator.strategy, LiftStrategy):
-        written = translator.translate_radiographs(input_path, output_path, pixel_mm, output_format)  # type: ignore[arg-type]
+        written = translator.translate_radiographs(input_path, output_path, pixel_mm, output_format, force)  # type: ignore[arg-type]
         if as_json:
             _echo_json({"output": written, "provenance": sidecar_path(written), "input": input_path})
         else:
             typer.echo(f"synthetic CT {'DICOM series' if output_format == 'dicom' else 'volume'}: {written}")
         return
-    if pixel_mm is not None:
-        raise ConfigError("--pixel-mm applies to X-ray -> CT models (radiograph inputs); this model translates volumes")
+    for option, given in (("--pixel-mm", pixel_mm is not None), ("--force", force)):
+        if given:
+            raise ConfigError(
+                f"{option} applies to X-ray -> CT models (radiograph inputs); this model translates volumes"
+            )
     if len(input_path) != 1:
         raise InputDataError(
             f"this model translates one volume (or one batch folder) per call, got {len(input_path)} inputs: "

@@ -22,7 +22,6 @@ provenance sidecar states it (:func:`output_grid_record`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,7 +167,10 @@ def describe_radiograph(path: str | Path) -> dict[str, Any]:
 
 
 def views_from_radiographs(
-    paths: Sequence[str | Path], strategy: LiftStrategy, pixel_mm: float | tuple[float, float] | None = None
+    paths: Sequence[str | Path],
+    strategy: LiftStrategy,
+    pixel_mm: float | tuple[float, float] | None = None,
+    force: bool = False,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Read radiographs, one per view in the strategy's order, into the model's ``(V, S, S)`` views.
 
@@ -178,17 +180,24 @@ def views_from_radiographs(
         pixel_mm: Detector pixel spacing (mm), one number or ``(row, column)``: needed for files that
             state none (PNG, TIFF, DICOM without a usable spacing); when given it is used for every
             file, instead of the files' own.
+        force: translate files the domain checks refuse
+            (:func:`medxlate.xray.radiograph_domain.check_radiograph`), with a warning each.
 
     Returns:
-        ``(views in [-1, 1], records)``; one record per view: the view, what was read (format,
-        inversion, spacing source...) and how it was mapped (spacing used, scale, crop/pad, window).
+        ``(views in [-1, 1], records)``; one record per view: the view, the domain checks
+        (``domain_checks``: measure, expected, found, verdict), what was read (format, inversion,
+        spacing source...) and how it was mapped (spacing used, scale, crop/pad, window).
 
     Raises:
         InputDataError: naming the file, for a view count other than the model's, an unreadable,
-            colour or multi-frame file, NaN/inf pixels, no usable spacing and no ``pixel_mm``, or a
-            stated view (ViewPosition) other than the one the model expects there.
-        ConfigError: for a ``pixel_mm`` that is not a positive number of mm.
+            colour or multi-frame file, NaN/inf pixels, no usable or an implausible spacing and no
+            ``pixel_mm``, or (unless ``force``) a file that is not a radiograph of the model's kind:
+            not CR/DX, a localizer, a ViewPosition other than the one the model expects there, a
+            constant image.
+        ConfigError: for a ``pixel_mm`` that is not a detector spacing in mm
+            (:data:`medxlate.xray.radiographs.PIXEL_MM_RANGE`).
     """
+    from medxlate.xray.radiograph_domain import check_radiograph, enforce_checks
     from medxlate.xray.radiographs import load_radiograph, to_detector_domain
 
     _check_pixel_mm(pixel_mm)
@@ -208,22 +217,31 @@ def views_from_radiographs(
             raise InputDataError(
                 f"radiograph {path}: {bad} of {image.pixels.numel()} pixels are NaN/inf; expected finite values"
             )
+        checks = check_radiograph(image, geometry)
+        enforce_checks(checks, path, force)
         try:
             window, record = to_detector_domain(image, geometry, pixel_mm)
         except InputDataError as e:
             raise InputDataError(f"{path}: {e}") from e
         views.append(window * 2.0 - 1.0)
-        records.append({"view": geometry.view, "detector_domain": record})
+        domain_checks = [check.as_dict() for check in checks]
+        records.append({"view": geometry.view, "domain_checks": domain_checks, "detector_domain": record})
     return torch.stack(views), records
 
 
 def _check_pixel_mm(pixel_mm: float | tuple[float, float] | None) -> None:
+    from medxlate.xray.radiographs import PIXEL_MM_RANGE
+
+    low, high = PIXEL_MM_RANGE
     values = [pixel_mm] if isinstance(pixel_mm, (int, float)) else list(pixel_mm or [])
     if pixel_mm is not None and not (
         len(values) in (1, 2)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in values)
     ):
-        raise ConfigError(f"pixel_mm {pixel_mm!r}: expected a positive number of mm (or a (row, column) pair)")
+        raise ConfigError(
+            f"pixel_mm (--pixel-mm) {pixel_mm!r}: expected a detector pixel spacing from {low:g} to {high:g} mm "
+            "(one number or a (row, column) pair)"
+        )
 
 
 def output_grid_record(strategy: LiftStrategy) -> dict[str, Any]:

@@ -224,6 +224,7 @@ class Translator:
         output_path: str | Path,
         pixel_mm: float | tuple[float, float] | None = None,
         output_format: Literal["nifti", "dicom"] = "nifti",
+        force: bool = False,
     ) -> Path:
         """Reconstruct a CT from radiograph files and write it marked synthetic, with a sidecar.
 
@@ -238,14 +239,17 @@ class Translator:
             output_path: Output NIfTI, or (``dicom``) a new or empty folder (a new anonymous study).
             pixel_mm: Detector pixel spacing (mm) for files without one (it overrides the files').
             output_format: ``nifti`` or ``dicom``.
+            force: translate radiographs the domain checks refuse
+                (:mod:`medxlate.xray.radiograph_domain`: not CR/DX, a localizer, another view, a
+                constant image), with a warning each; the sidecar records every check and ``force``.
 
         Returns:
             The written NIfTI path or DICOM folder.
 
         Raises:
             InputDataError: naming the file: wrong view count, unreadable/colour/multi-frame file,
-                NaN/inf pixels, no spacing and no ``pixel_mm``, a stated view other than expected;
-                or a volume model.
+                NaN/inf pixels, no spacing and no ``pixel_mm``, a file the domain checks refuse
+                (unless ``force``); or a volume model.
             NonFiniteError: if the reconstruction holds NaN/inf; nothing is written.
             OutputError: the output or its sidecar would replace or land inside an input.
         """
@@ -257,7 +261,7 @@ class Translator:
         paths = [Path(p) for p in paths]
         guard_outputs([(output_path, "output"), (sidecar_path(output_path), "provenance sidecar")], paths)
         described = [lift.describe_radiograph(p) for p in paths] if len(paths) == len(strategy.views) else []
-        views, records = lift.views_from_radiographs(paths, strategy, pixel_mm)  # checks the count first
+        views, records = lift.views_from_radiographs(paths, strategy, pixel_mm, force)  # checks the count first
         result = self.translate_views(views)
         radiographs = [{**origin, **record} for origin, record in zip(described, records, strict=True)]
         several = len(paths) > 1
@@ -271,6 +275,7 @@ class Translator:
                 **({"sha256_method": HASH_FILES_METHOD} if several else {}),
                 "radiographs": radiographs,
                 "pixel_mm_given": pixel_mm,
+                "force_given": force,
                 "output_grid": lift.output_grid_record(strategy),
             },
             model_spacing=(strategy.spacing_mm,) * 3,

@@ -16,14 +16,17 @@ from medxlate.xray.attenuation import MU_WATER_PER_MM, hu_to_mu, radiograph, tra
 from medxlate.xray.consistency import projection_consistency_loss, views_from_hu
 from medxlate.xray.geometry import NAMED_VIEWS, Geometry
 from medxlate.xray.projector import DEFAULT_SAMPLES_PER_VOXEL, line_integrals, project, volume_isocentre
+from medxlate.xray.radiograph_domain import DomainCheck, check_radiograph
 from medxlate.xray.radiographs import Radiograph, load_radiograph, to_detector_domain
 
 __all__ = [
     "DEFAULT_SAMPLES_PER_VOXEL",
     "MU_WATER_PER_MM",
     "NAMED_VIEWS",
+    "DomainCheck",
     "Geometry",
     "Radiograph",
+    "check_radiograph",
     "hu_to_mu",
     "line_integrals",
     "load_radiograph",

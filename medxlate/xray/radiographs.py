@@ -12,6 +12,15 @@ pixel spacing comes from, in order:
 3. none (PNG/TIFF, or neither tag usable): a warning, and :func:`to_detector_domain` then needs an
    explicit ``pixel_mm`` from the user, otherwise it raises.
 
+A spacing (from the file or given) outside :data:`PIXEL_MM_RANGE` is refused: real detectors have
+0.05-1 mm pixels, downsampled exports and DRRs on a coarse model grid a few mm (the CPU demo's
+10.5 mm). A malformed ``EstimatedRadiographicMagnificationFactor`` is refused, naming the tag. An
+image of more than :data:`MAX_PIXELS` pixels is refused from its header, before decoding (a 13500 x
+13500 PNG, or a DICOM file claiming that many rows and columns, is not a radiograph). A palette
+image (PNG mode ``P``) is read as displayed, its palette applied; a palette with colour entries is
+refused like any colour image. Whether the file is a radiograph of the model's kind at all
+(modality, localizer, body part, view, blank) is :mod:`medxlate.xray.radiograph_domain`'s job.
+
 :func:`to_detector_domain` resamples the image onto the geometry's detector pixels (centred; the
 field is cropped or padded with the image's minimum), then applies the same per-image percentile
 window as :func:`medxlate.xray.radiograph`, and returns a record of every step for provenance.
@@ -29,14 +38,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medxlate.errors import InputDataError
+from medxlate.errors import ConfigError, InputDataError
 from medxlate.xray.attenuation import radiograph
-from medxlate.xray.geometry import NAMED_VIEWS, Geometry
+from medxlate.xray.geometry import Geometry
 
-__all__ = ["Radiograph", "load_radiograph", "to_detector_domain"]
+__all__ = ["MAX_PIXELS", "PIXEL_MM_RANGE", "Radiograph", "load_radiograph", "to_detector_domain"]
 
 _LOG = logging.getLogger(__name__)
 _IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+PIXEL_MM_RANGE = (0.01, 20.0)  # plausible detector pixel spacing (mm), inclusive
+MAX_PIXELS = 8192 * 8192  # the largest radiograph read; a 43 cm detector at 0.1 mm is 4300 x 4300
 
 
 @dataclass(frozen=True)
@@ -76,22 +87,41 @@ def load_radiograph(path: str | Path) -> Radiograph:
     return _load_dicom(path)
 
 
+def _check_size(path: Path, rows: int, columns: int) -> None:
+    if rows * columns > MAX_PIXELS:
+        raise InputDataError(
+            f"radiograph {path}: {rows} x {columns} pixels; expected at most {MAX_PIXELS:,} "
+            f"({math.isqrt(MAX_PIXELS)} x {math.isqrt(MAX_PIXELS)})"
+        )
+
+
 def _load_image(path: Path) -> Radiograph:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # PIL warns above its own limit; ours (MAX_PIXELS) is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            _check_size(path, img.height, img.width)
             frames = getattr(img, "n_frames", 1)
             if frames != 1:
                 raise InputDataError(f"radiograph {path}: {frames} frames; expected a single image")
             mode = img.mode
-            array = np.asarray(img)
+            # a palette image as displayed: indices mean nothing without their palette
+            array = np.asarray(img.convert("RGB") if mode in ("P", "PA") else img)
+    except Image.DecompressionBombError as e:
+        found = str(e).rstrip(".")
+        raise InputDataError(f"radiograph {path}: too many pixels ({found}); expected at most {MAX_PIXELS:,}") from e
     except (OSError, UnidentifiedImageError) as e:
         raise InputDataError(f"radiograph {path}: cannot be read as an image ({e})") from e
     if array.ndim == 3:
-        colour = array[..., :3]
-        if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
-            raise InputDataError(f"radiograph {path}: colour image (mode {mode}); expected greyscale")
+        colour = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]  # alpha dropped (LA: grey only)
+        if any(not np.array_equal(colour[..., 0], colour[..., i]) for i in range(1, colour.shape[-1])):
+            what = "palette image with colour entries" if mode in ("P", "PA") else "colour image"
+            raise InputDataError(f"radiograph {path}: {what} (mode {mode}); expected greyscale")
         array = colour[..., 0]
     _LOG.warning("radiograph %s: an image file has no pixel spacing; pass pixel_mm when mapping it", path.name)
     record = {"format": path.suffix.lower().lstrip("."), "mode": mode, "inverted": False, "spacing_source": None}
@@ -112,6 +142,7 @@ def _load_dicom(path: Path) -> Radiograph:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         raise InputDataError(f"radiograph {path}: NumberOfFrames = {frames}; expected a single frame")
+    _check_size(path, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
     try:
         stored = ds.pixel_array.astype(np.float64)
     except Exception as e:  # any decoder failure is a bad input file
@@ -123,12 +154,15 @@ def _load_dicom(path: Path) -> Radiograph:
         signed = int(ds.get("PixelRepresentation", 0)) == 1
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
         stored = high + low - stored
-    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    slope, intercept = _decimal(ds, "RescaleSlope", path, 1.0), _decimal(ds, "RescaleIntercept", path, 0.0)
     spacing, spacing_record = _detector_spacing(ds, path)
     view = str(ds.get("ViewPosition", "") or "").upper() or None
+    image_type = ds.get("ImageType")
     record = {
         "format": "dicom",
         "modality": str(ds.get("Modality", "")),
+        "image_type": [image_type] if isinstance(image_type, str) else [str(v) for v in image_type or []],
+        "body_part": str(ds.get("BodyPartExamined", "") or ""),
         "photometric": photometric,
         "presentation_lut_shape": lut_shape,
         "inverted": invert,
@@ -139,9 +173,32 @@ def _load_dicom(path: Path) -> Radiograph:
     return Radiograph(torch.from_numpy((stored * slope + intercept).astype(np.float32)), spacing, view, record)
 
 
-def _pair(ds: Any, keyword: str) -> tuple[float, float] | None:
-    value = ds.get(keyword)
+def _decimal(ds: Any, keyword: str, path: Path, default: float | None, positive: bool = False) -> float | None:
+    """A single-valued decimal (DS) tag as a finite float, ``default`` when absent or empty.
+
+    Raises:
+        InputDataError: naming the file and tag, for a value that is not one finite decimal number
+            (or, with ``positive``, not above 0).
+    """
+    if keyword not in ds:
+        return default
+    raw = ds.get_item(keyword).value  # as stored: a malformed DS would raise on conversion
+    text = (raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)).strip(" \x00")
+    if not text:
+        return default
     try:
+        value = float(text)
+    except ValueError as e:
+        raise InputDataError(f"radiograph {path}: {keyword} {text!r}; expected one decimal number") from e
+    if not math.isfinite(value) or (positive and value <= 0):
+        what = "a positive" if positive else "a finite"
+        raise InputDataError(f"radiograph {path}: {keyword} {text!r}; expected {what} decimal number")
+    return value
+
+
+def _pair(ds: Any, keyword: str) -> tuple[float, float] | None:
+    try:
+        value = ds.get(keyword)
         pair = (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else None
     except (TypeError, ValueError):
         return None
@@ -149,10 +206,15 @@ def _pair(ds: Any, keyword: str) -> tuple[float, float] | None:
 
 
 def _detector_spacing(ds: Any, path: Path) -> tuple[tuple[float, float] | None, dict[str, Any]]:
-    factor_value = ds.get("EstimatedRadiographicMagnificationFactor")
-    factor = float(factor_value) if factor_value not in (None, "") and float(factor_value) > 0 else None
-    record: dict[str, Any] = {"magnification_factor": factor}
     pixel, imager = _pair(ds, "PixelSpacing"), _pair(ds, "ImagerPixelSpacing")
+    try:
+        factor = _decimal(ds, "EstimatedRadiographicMagnificationFactor", path, None, positive=True)
+    except InputDataError:
+        if pixel is not None:  # it scales PixelSpacing to the detector: needed
+            raise
+        _LOG.warning("radiograph %s: malformed EstimatedRadiographicMagnificationFactor ignored", path.name)
+        factor = None  # without PixelSpacing it would only be recorded
+    record: dict[str, Any] = {"magnification_factor": factor}
     if pixel is not None:
         m = factor or 1.0
         record |= {"spacing_source": "PixelSpacing", "patient_pixel_mm": list(pixel)}
@@ -183,8 +245,11 @@ def to_detector_domain(
         scale, crop/pad per side in source pixels and the intensity window.
 
     Raises:
-        InputDataError: if no spacing is known and none is given, or the radiograph's stated view
-            differs from the geometry's named view.
+        InputDataError: if no spacing is known and none is given, or the spacing used lies outside
+            :data:`PIXEL_MM_RANGE` (a ``pixel_mm`` given there is a :class:`~medxlate.errors.ConfigError`).
+
+    Whether the radiograph is of the model's kind and view is checked before, by
+    :func:`medxlate.xray.radiograph_domain.check_radiograph`.
     """
     if pixel_mm is not None:
         spacing = (float(pixel_mm), float(pixel_mm)) if isinstance(pixel_mm, (int, float)) else tuple(pixel_mm)
@@ -195,9 +260,12 @@ def to_detector_domain(
             "radiograph has no usable pixel spacing (PixelSpacing, ImagerPixelSpacing); "
             "pass pixel_mm (mm per pixel; medxlate translate --pixel-mm)"
         )
-    expected = geometry.view if isinstance(geometry.view, str) else None
-    if image.view in NAMED_VIEWS and expected is not None and image.view != expected:
-        raise InputDataError(f"radiograph ViewPosition is {image.view}; the model expects a {expected} view here")
+    low, high = PIXEL_MM_RANGE
+    if not all(low <= float(s) <= high for s in spacing):
+        where = "pixel_mm (--pixel-mm)" if pixel_mm is not None else f"{image.record.get('spacing_source')}"
+        error = ConfigError if pixel_mm is not None else InputDataError
+        found = ", ".join(f"{float(s):g}" for s in spacing)
+        raise error(f"{where} {found} mm; expected a detector pixel spacing from {low:g} to {high:g} mm")
     rows, cols = geometry.detector_shape
     src = image.pixels.to(torch.float32)
     scale = (geometry.pixel_mm[0] / spacing[0], geometry.pixel_mm[1] / spacing[1])  # source pixels per output

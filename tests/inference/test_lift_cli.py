@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -11,17 +12,19 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from PIL import Image
 
 from medxlate.inference import Translator
 from medxlate.xray import project
 from medxlate.xray.attenuation import hu_to_mu
 from medxlate.xray.cases import make_case
 from medxlate.xray.radiograph_io import write_radiograph_dicom
+from tests.dicom_factory import write_ct_series
 from tests.inference.lift_helpers import SIZE, WINDOW, lift_strategy, phantom_ct, write_lift_checkpoint
 from tests.inference.test_translator_3d import write_3d_checkpoint
 from tests.test_cli import run_cli
 from tests.test_cli_errors import assert_one_error_line
-from tests.xray.radiograph_factory import write_cr
+from tests.xray.radiograph_factory import png_header, write_cr
 
 GRID = np.array([[2.0, 0, 0, -15.0], [0, 2.0, 0, -15.0], [0, 0, 2.0, -15.0], [0, 0, 0, 1]])
 
@@ -92,7 +95,7 @@ def test_biplanar_model_takes_two_files_and_json(
         monkeypatch, capsys, "translate", str(checkpoint), str(lat), str(pa), str(tmp_path / "x.nii.gz")
     )
     assert code == 2
-    assert_one_error_line(err, f"{lat}: radiograph ViewPosition is LL; the model expects a PA view here")
+    assert_one_error_line(err, f"{lat}: not what the model was trained on: ViewPosition LL (expected PA)")
     assert not (tmp_path / "one.nii.gz").exists() and not (tmp_path / "x.nii.gz").exists()
 
 
@@ -104,7 +107,7 @@ def test_biplanar_model_takes_two_files_and_json(
             "PhotometricInterpretation RGB",
         ),
         (lambda p: write_cr(p, np.zeros((16, 8), np.uint16), Rows=8, NumberOfFrames=2), "NumberOfFrames = 2"),
-        (lambda p: write_cr(p, np.zeros((8, 8), np.uint16), ViewPosition="PA"), "no usable pixel spacing"),
+        (lambda p: write_cr(p, np.eye(8, dtype=np.uint16), ViewPosition="PA"), "no usable pixel spacing"),
     ],
     ids=["rgb", "multi-frame", "no-spacing"],
 )
@@ -142,3 +145,97 @@ def test_volume_models_keep_one_input(
     code, _, err = run_cli(monkeypatch, capsys, *args[:3], args[4], "--pixel-mm", "0.5")
     assert code == 2
     assert_one_error_line(err, "--pixel-mm applies to X-ray -> CT models")
+
+
+def _localizer(folder: Path) -> Path:
+    """A CT localizer: CT Image Storage, ImageType ORIGINAL\\PRIMARY\\LOCALIZER, PixelSpacing 1 mm."""
+    values = np.arange(32.0)[:, None, None] * np.ones((32, 32, 1)) * 20
+    return write_ct_series(folder, values, shuffle=False, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))[0]
+
+
+def test_wrong_kind_radiographs_are_refused_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = write_lift_checkpoint(tmp_path / "model.pt")
+    localizer, out = _localizer(tmp_path / "scout"), tmp_path / "o.nii.gz"
+    lateral = write_cr(tmp_path / "lat.dcm", np.eye(32, dtype=np.uint16) * 900, ViewPosition="LATERAL")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "zero.png")
+    for bad, found in [
+        (
+            localizer,
+            "Modality CT (expected CR, DX, DR or RG); ImageType ORIGINAL\\PRIMARY\\LOCALIZER (expected no LOCALIZER/"
+            "SCOUT/TOPOGRAM)",
+        ),
+        (lateral, "ViewPosition LATERAL (expected PA)"),
+        (tmp_path / "zero.png", "pixels all 0 (a constant image) (expected values that vary)"),
+    ]:
+        code, stdout, err = run_cli(
+            monkeypatch, capsys, "translate", str(checkpoint), str(bad), str(out), "--pixel-mm", "1"
+        )
+        assert code == 2 and stdout == "", err
+        assert_one_error_line(err, f"radiograph {bad}: not what the model was trained on: {found}; --force")
+        assert not out.exists()
+    code, _, err = run_cli(monkeypatch, capsys, "translate", str(checkpoint), str(localizer), str(out), "--force")
+    assert code == 0, err
+    source = json.loads((tmp_path / "o.json").read_text())["source"]
+    assert source["force_given"] is True
+    verdicts = {c["measure"]: (c["found"], c["verdict"]) for c in source["radiographs"][0]["domain_checks"]}
+    assert verdicts["modality"] == ("CT", "refuse")
+    assert verdicts["image_type"] == ("ORIGINAL\\PRIMARY\\LOCALIZER", "refuse")
+
+
+def test_an_extremity_without_view_position_is_translated_with_a_warning(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    checkpoint = write_lift_checkpoint(tmp_path / "model.pt")
+    hand = write_cr(
+        tmp_path / "hand.dcm", np.eye(32, dtype=np.uint16) * 900, ImagerPixelSpacing=[1.0, 1.0], BodyPartExamined="HAND"
+    )
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli(monkeypatch, capsys, "translate", str(checkpoint), str(hand), str(tmp_path / "o.nii.gz"))
+    assert code == 0, err
+    assert (
+        "radiograph hand.dcm: unlike the model's training domain: BodyPartExamined HAND (expected CHEST, THORAX or "
+        "LUNG); ViewPosition not stated (expected PA)"
+    ) in caplog.text
+    checks = json.loads((tmp_path / "o.json").read_text())["source"]["radiographs"][0]["domain_checks"]
+    assert {c["measure"]: c["verdict"] for c in checks if c["verdict"] != "ok"} == {"body_part": "warn", "view": "warn"}
+
+
+@pytest.mark.parametrize(
+    ("make", "option", "expected"),
+    [
+        (lambda d: png_header(d / "bomb.png", 13500, 13500), "0.2", "bomb.png: too many pixels (Image size"),
+        (lambda d: _cr_dicom(d / "pa.dcm"), "1e-30", "pixel_mm (--pixel-mm) 1e-30: expected a detector pixel spacing"),
+        (lambda d: _cr_dicom(d / "pa.dcm"), "1e30", "pixel_mm (--pixel-mm) 1e+30: expected a detector pixel spacing"),
+        (
+            lambda d: write_cr(
+                d / "m.dcm",
+                np.eye(16, dtype=np.uint16),
+                PixelSpacing=[1, 1],
+                EstimatedRadiographicMagnificationFactor=b"1,2",
+            ),
+            None,
+            "m.dcm: EstimatedRadiographicMagnificationFactor '1,2'; expected one decimal number",
+        ),
+        (
+            lambda d: write_cr(d / "s.dcm", np.eye(16, dtype=np.uint16), ImagerPixelSpacing=[1e-30, 1e-30]),
+            None,
+            "s.dcm: ImagerPixelSpacing 1e-30, 1e-30 mm; expected a detector pixel spacing from 0.01 to 20 mm",
+        ),
+    ],
+    ids=["decompression-bomb", "pixel-mm-tiny", "pixel-mm-huge", "malformed-magnification", "file-spacing-tiny"],
+)
+def test_implausible_sizes_and_spacings_are_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], make, option, expected
+) -> None:
+    checkpoint = write_lift_checkpoint(tmp_path / "model.pt")
+    bad, out = make(tmp_path), tmp_path / "o.nii.gz"
+    args = ("translate", str(checkpoint), str(bad), str(out), *(("--pixel-mm", option) if option else ()))
+    code, stdout, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and stdout == "", err
+    assert_one_error_line(err, expected)
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from medxlate.errors import InputDataError
 from medxlate.xray import Geometry
 from medxlate.xray.radiographs import load_radiograph, to_detector_domain
-from tests.xray.radiograph_factory import write_cr
+from tests.xray.radiograph_factory import png_header, write_cr
 
 
 def ramp(rows: int = 40, cols: int = 30, high: int = 4000) -> np.ndarray:
@@ -131,8 +132,53 @@ def test_mapping_resamples_centred_and_keeps_orientation(tmp_path) -> None:
     assert float(pixels[:, 0].max()) == 0.0  # padding is the image minimum: dark, like air
 
 
-def test_view_mismatch_is_an_error(tmp_path) -> None:
-    path = write_cr(tmp_path / "x.dcm", ramp(), ImagerPixelSpacing=[0.5, 0.5], ViewPosition="LL")
-    g = Geometry(sdd_mm=1000.0, sad_mm=700.0, detector_shape=(8, 8), pixel_mm=2.0, view="PA")
-    with pytest.raises(InputDataError, match="ViewPosition is LL; the model expects a PA view"):
-        to_detector_domain(load_radiograph(path), g)
+def test_a_scrambled_grey_palette_is_read_as_displayed(tmp_path: Path) -> None:
+    shown = np.arange(256, dtype=np.uint8).reshape(16, 16)  # every grey level once
+    order = np.random.default_rng(0).permutation(256)  # index i is shown as grey order[i]
+    inverse = np.argsort(order)
+    image = Image.frombytes("P", (16, 16), inverse[shown].astype(np.uint8).tobytes())
+    image.putpalette(np.repeat(order, 3).astype(np.uint8).tobytes())
+    image.save(tmp_path / "p.png")
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    torch.testing.assert_close(load_radiograph(tmp_path / "p.png").pixels, torch.from_numpy(shown.astype(np.float32)))
+    colours = np.stack([order, order[::-1], order], axis=1).astype(np.uint8)  # a palette with colour entries
+    image.putpalette(colours.tobytes())
+    image.save(tmp_path / "c.png")
+    with pytest.raises(InputDataError, match=r"palette image with colour entries \(mode P\); expected greyscale"):
+        load_radiograph(tmp_path / "c.png")
+
+
+def test_huge_images_are_refused_from_the_header(tmp_path: Path) -> None:
+    bomb = png_header(tmp_path / "bomb.png", 13500, 13500)  # above PIL's decompression-bomb limit
+    with pytest.raises(InputDataError, match=r"bomb.png: too many pixels \(Image size \(182250000 pixels\)"):
+        load_radiograph(bomb)
+    big = png_header(tmp_path / "big.png", 9000, 9000)  # under PIL's limits, over ours
+    with pytest.raises(InputDataError, match=r"big.png: 9000 x 9000 pixels; expected at most 67,108,864"):
+        load_radiograph(big)
+    claimed = write_cr(tmp_path / "big.dcm", np.zeros((8, 8), np.uint16), Rows=9000, Columns=9000)
+    with pytest.raises(InputDataError, match=r"big.dcm: 9000 x 9000 pixels; expected at most 67,108,864"):
+        load_radiograph(claimed)
+
+
+def test_malformed_decimal_tags_are_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    needed = write_cr(
+        tmp_path / "a.dcm", ramp(), PixelSpacing=[0.2, 0.2], EstimatedRadiographicMagnificationFactor=b"abc "
+    )
+    with pytest.raises(InputDataError, match=r"a.dcm: EstimatedRadiographicMagnificationFactor 'abc'; expected one"):
+        load_radiograph(needed)
+    negative = write_cr(
+        tmp_path / "n.dcm", ramp(), PixelSpacing=[0.2, 0.2], EstimatedRadiographicMagnificationFactor=-1
+    )
+    with pytest.raises(InputDataError, match=r"EstimatedRadiographicMagnificationFactor '-1.0'; expected a positive"):
+        load_radiograph(negative)
+    # with ImagerPixelSpacing the factor is only recorded: a malformed one is ignored with a warning
+    unused = write_cr(
+        tmp_path / "b.dcm", ramp(), ImagerPixelSpacing=[0.2, 0.2], EstimatedRadiographicMagnificationFactor=b"1\\2 "
+    )
+    with caplog.at_level(logging.WARNING):
+        image = load_radiograph(unused)
+    assert image.detector_pixel_mm == (0.2, 0.2) and image.record["magnification_factor"] is None
+    assert "b.dcm: malformed EstimatedRadiographicMagnificationFactor ignored" in caplog.text
+    slope = write_cr(tmp_path / "s.dcm", ramp(), ImagerPixelSpacing=[0.2, 0.2], RescaleSlope=b"x1")
+    with pytest.raises(InputDataError, match=r"s.dcm: RescaleSlope 'x1'; expected one decimal number"):
+        load_radiograph(slope)
