@@ -35,7 +35,7 @@ from medxlate.inference.finite import check_finite_input
 from medxlate.inference.translator import Translator
 from medxlate.io.atomic import atomic_path, clean_stale_temporaries
 from medxlate.io.load import VOLUME_SUFFIXES
-from medxlate.io.provenance import hash_files, sha256_file
+from medxlate.io.provenance import HASH_FILES_METHOD, hash_files, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class BatchItem:
     load: Callable[[], Any]
     dicom_source: Any = None  # files of the source series (DICOM trees) for DICOM export
     sha256: Callable[[], str | None] = lambda: None
+    sha256_method: str | None = None  # how ``sha256`` hashes several files (recorded in the sidecar)
     label: str = ""  # shown instead of ``input`` without identifiers
     secrets: tuple[str, ...] = ()
 
@@ -170,6 +171,7 @@ def _dicom_items(root: Path, source_modality: str | None) -> list[BatchItem]:
                 (lambda info=info: load_series(info)),
                 dicom_source=list(info.files),
                 sha256=(lambda info=info: hash_files(info.files)),
+                sha256_method=HASH_FILES_METHOD,
                 label=f"{info.modality} series '{info.description or 'no description'}' ({info.n_instances} images)",
                 secrets=tuple(str(s) for s in secrets if s),
             )
@@ -228,7 +230,10 @@ def _translate_item(
         check_finite_input(volume, item.input)
         result = translator(volume)
         source = read_source_series(item.dicom_source) if output_format == "dicom" and item.dicom_source else None
-        translator.write(result, target, output_format, dicom_source=source, source_sha256=source_sha256)
+        record = {"sha256": source_sha256, "sha256_method": item.sha256_method} if item.sha256_method else None
+        translator.write(
+            result, target, output_format, dicom_source=source, source_sha256=source_sha256, source_record=record
+        )
     except (MedxlateError, OSError, RuntimeError, ValueError) as e:
         log.warning("translate: %s failed (see %s)", item.name, SUMMARY_NAME)
         return "failed", f"{type(e).__name__}: {e}"

@@ -14,6 +14,7 @@ from medxlate.config import validate_config
 from medxlate.data.prepare import prepare_dataset
 from medxlate.inference import Translator
 from medxlate.io import load_volume
+from medxlate.io.provenance import HASH_FILES_METHOD, hash_files
 from medxlate.training import fit
 from tests.conftest import phantom, tiny_affine, tiny_config, write_nifti
 from tests.dicom_factory import write_ct_series
@@ -101,6 +102,11 @@ def test_dicom_tree_translates_every_series_of_the_source_modality(
         name = Path(row["output"]).name
         assert name.startswith("series_") and name.endswith("_synthetic_mr")  # opaque, no UID
         assert len(list(Path(row["output"]).glob("*.dcm"))) == ct.shape[2]
+    # each sidecar identifies its series by content (what a rerun compares)
+    sidecars = [json.loads(Path(row["output"]).with_suffix(".json").read_text()) for row in result.rows]
+    assert {p["source"]["sha256_method"] for p in sidecars} == {HASH_FILES_METHOD}
+    series_hashes = {hash_files(list((patient / s).iterdir())) for s in ("ct_a", "ct_b")}
+    assert {p["source_sha256"] for p in sidecars} == series_hashes
     summary = (tmp_path / "out" / "translation_summary.csv").read_text()
     for secret in ("DOE", "JANE", "PID-98765", str(tmp_path / "tree")):
         assert secret not in summary
