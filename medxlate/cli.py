@@ -299,6 +299,14 @@ def translate(
             "view, a blank image), with a warning each.",
         ),
     ] = False,
+    identifiers: Annotated[
+        bool,
+        typer.Option(
+            "--identifiers",
+            help="Batch: list inputs by path in translation_summary.csv and messages (input folder paths of a "
+            "hospital export may name patients; without it they are <redacted>).",
+        ),
+    ] = False,
 ) -> None:
     """Translate one volume or a batch, or reconstruct a CT from radiographs; outputs are marked synthetic."""
     from medxlate.errors import ConfigError, InputDataError
@@ -328,6 +336,8 @@ def translate(
         )
     source = input_path[0]
     if not is_batch_input(source):
+        if identifiers:
+            raise typer.BadParameter("only applies to a batch (INPUT a folder of volumes)", param_hint="--identifiers")
         written = translator.translate_file(source, output_path, output_format=output_format)  # type: ignore[arg-type]
         if as_json:
             _echo_json({"output": written, "provenance": sidecar_path(written), "input": source})
@@ -341,6 +351,7 @@ def translate(
         output_format=output_format,  # type: ignore[arg-type]
         split=split,
         progress=not as_json,
+        identifiers=identifiers,
     )
     counts = {status: sum(r["status"] == status for r in result.rows) for status in ("translated", "skipped", "failed")}
     if as_json:

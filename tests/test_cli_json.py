@@ -83,3 +83,25 @@ def test_train_json(
     result = json.loads(out)
     assert result["checkpoint"] == str(tmp_path / "run" / "last.pt") and (tmp_path / "run" / "last.pt").is_file()
     assert set(result) == {"checkpoint", "run_id", "metrics"} and "ssim_body" in result["metrics"]
+
+
+def test_scan_json_redacts_the_paths_of_an_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import phantom
+    from tests.dicom_factory import write_ct_series
+
+    patient = tmp_path / "export" / "DOE^JANE_PID-98765"  # a hospital export: one folder per patient
+    write_ct_series(patient / "ct", phantom(1)[0].astype(float), patient_name="Doe^Jane", patient_id="PID-98765")
+    (patient / "notes.txt").write_text("not dicom")
+    code, out, err = run_cli(monkeypatch, capsys, "scan", str(tmp_path / "export"), "--json")
+    assert code == 0, err
+    assert "DOE" not in out.upper() and "PID-98765" not in out and "JANE" not in out.upper()
+    data = json.loads(out)
+    assert data["root"] == str(tmp_path / "export")
+    assert set(data["series"][0]["files"]) == {"<redacted>"} and data["series"][0]["n_instances"] == 12
+    assert [p["path"] for p in data["problems"]] == ["<redacted>"]
+    code, out, _ = run_cli(monkeypatch, capsys, "scan", str(tmp_path / "export"), "--json", "--identifiers")
+    data = json.loads(out)
+    assert code == 0 and data["series"][0]["files"][0].startswith("DOE^JANE_PID-98765/ct/")
+    assert [p["path"] for p in data["problems"]] == ["DOE^JANE_PID-98765/notes.txt"]

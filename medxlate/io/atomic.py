@@ -1,24 +1,59 @@
-"""Atomic file writing: write a hidden temporary file in the target folder, then ``os.replace``.
+"""Atomic writing: write a hidden temporary sibling (file or folder), then ``os.replace`` it onto the target.
 
 ``os.replace`` is atomic on POSIX and Windows when source and target are on the same file system,
-which a sibling temporary file guarantees. A reader therefore sees either the old file or the
-complete new one, never a partial file; on any failure the temporary file is removed.
+which a sibling temporary guarantees. A reader therefore sees either the old file or the complete
+new one, never a partial file; on any failure the temporary is removed. Only a process killed
+outright (SIGKILL, power loss) can leave one behind: its name (``.<name>.<16 hex>.tmp<suffix>``)
+is recognised by :func:`clean_stale_temporaries`, which a writer holding the folder's lock
+(:mod:`medxlate.io.lock`) calls before writing. Errors name the destination, never the temporary.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic"]
+__all__ = ["atomic_dir", "atomic_path", "clean_stale_temporaries", "write_bytes_atomic"]
+
+logger = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp.*$")  # names made by _temporary_sibling
+
+
+def _temporary_sibling(path: Path, suffix: str = "") -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp{suffix}")
 
 
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+def _names_temporary(error: OSError, tmp: Path) -> bool:
+    """Whether ``error`` names the temporary (or a file inside it), or no file at all."""
+    named = [Path(os.fsdecode(n)) for n in (error.filename, error.filename2) if n is not None]
+    return not named or any(p == tmp or tmp in p.parents for p in named)
+
+
+@contextmanager
+def _removed_on_failure(tmp: Path, path: Path, remove: Callable[[], None]) -> Iterator[None]:
+    """Run ``remove`` if the block fails; an ``OSError`` about the temporary is re-raised naming ``path``."""
+    try:
+        yield
+    except OSError as e:  # full disk, no permission...: name the destination, not the hidden temporary
+        remove()
+        if not _names_temporary(e, tmp):
+            raise
+        raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from e
+    except BaseException:  # also on KeyboardInterrupt: never leave a partial temporary behind
+        remove()
+        raise
 
 
 @contextmanager
@@ -41,19 +76,59 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
             temporary file, so messages name the destination the user asked for.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp{suffix}")
-    try:
+    tmp = _temporary_sibling(path, suffix)
+    with _removed_on_failure(tmp, path, lambda: tmp.unlink(missing_ok=True)):
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except OSError as e:  # full disk, no permission...: name the destination, not the hidden temporary
-        tmp.unlink(missing_ok=True)
-        if e.filename not in (None, str(tmp)):
-            raise
-        raise OSError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from e
-    except BaseException:  # also on KeyboardInterrupt: never leave a partial temporary file
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a new temporary sibling folder to fill; move it onto ``path`` when the block succeeds.
+
+    Args:
+        path: Final folder: must not exist, or be empty (it is replaced).
+
+    Yields:
+        The temporary folder (created, empty).
+
+    Raises:
+        OSError: if writing fails; ``filename`` is ``path`` when the error concerns the temporary
+            folder or a file in it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    with _removed_on_failure(tmp, path, lambda: shutil.rmtree(tmp, ignore_errors=True)):
+        tmp.mkdir()
+        yield tmp
+        if path.exists():
+            path.rmdir()  # empty (an error naming it otherwise)
+        os.replace(tmp, path)
+
+
+def clean_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries an interrupted atomic write left in ``folder`` (e.g. SIGKILL mid-save).
+
+    Call it only while holding the folder's lock (:func:`medxlate.io.lock.folder_lock`): another
+    process's temporary is indistinguishable from a stale one.
+
+    Args:
+        folder: The output folder (not searched recursively).
+
+    Returns:
+        The files and folders removed.
+    """
+    if not folder.is_dir():
+        return []
+    removed = [path for path in sorted(folder.iterdir()) if _TEMPORARY.match(path.name)]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        logger.info("removed %s, left by an interrupted write", path.name)
+    return removed
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from medxlate.errors import GeometryError, InputDataError
+from medxlate.io.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +212,8 @@ def save_dicom_series(
     orientation, pixel_spacing, thickness, positions = slice_geometry(affine, data.shape[2])
     slope, intercept = quantisation(data)
     common = _series_attributes(modality, src, model, series_number)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        names = []
+    names = []
+    with atomic_dir(out) as staging:  # a reader never sees half a series; errors name ``out``
         for k in range(data.shape[2]):
             stored = np.rint((data[:, :, k].T - intercept) / slope).clip(0, _STORED_MAX).astype("<u2")
             ds = _slice_dataset(common, modality, k, stored, positions[k], orientation, pixel_spacing, thickness)
@@ -226,12 +223,6 @@ def save_dicom_series(
             name = f"slice_{k + 1:04d}.dcm"
             ds.save_as(staging / name, enforce_file_format=True)
             names.append(name)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return [out / name for name in names]
 
 

@@ -8,7 +8,9 @@ analyse_series` (the loader's own analysis, so scan flags and load errors always
 
 Identifiers (patient name/ID/birth date, accession, institution, study UID...) are kept in memory
 for pairing (``SeriesInfo.identifiers``) but left out of ``repr``/``str`` and of ``to_json`` unless
-asked for; so are the series, study and frame-of-reference UIDs.
+asked for; so are the series, study and frame-of-reference UIDs, and the paths of the files below
+the scanned folder (hospital exports name folders and files after patients): ``to_json`` writes
+``<redacted>`` for each of them unless identifiers are asked for.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _BATCH = 16  # files per read-ahead task (fewer hand-overs between threads)
 _CHUNK = 256  # files per decision between serial reads and read-ahead
 _PROBE = 8  # files read serially and timed at the start of each chunk
 _SLOW_READ_S = 2e-4  # a read slower than this (cold cache, network share): read ahead in threads
+REDACTED = "<redacted>"  # what medxlate.data.privacy.Redactor writes (not imported: scan stays light)
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class SeriesInfo:
         Args:
             root: Write file paths relative to this folder.
             include_identifiers: Add ``series_uid``, ``study_uid``, ``frame_of_reference_uid`` and
-                ``identifiers``.
+                ``identifiers``, and list ``files`` by path; otherwise each file is ``<redacted>``.
 
         Returns:
             The dict.
@@ -122,7 +125,8 @@ class SeriesInfo:
             "is_image": self.is_image,
             "flags": list(self.flags),
             "details": dict(self.details),
-            "files": [str(p.relative_to(root) if root else p) for p in self.files],
+            # folder and file names of an export often name the patient
+            "files": [str(p.relative_to(root) if root else p) if include_identifiers else REDACTED for p in self.files],
         }
         if include_identifiers:
             data["series_uid"] = self.series_uid
@@ -144,7 +148,8 @@ class ScanResult:
         """A JSON-ready dict: ``root``, ``series`` (each with its ``index``) and ``problems``.
 
         Args:
-            include_identifiers: Include UIDs and patient identifiers (for pairing scripts only).
+            include_identifiers: Include UIDs, patient identifiers and the file paths below ``root``
+                (for pairing scripts only); otherwise every such path is ``<redacted>``.
 
         Returns:
             The dict.
@@ -155,7 +160,10 @@ class ScanResult:
                 {"index": i, **s.to_json(root=self.root, include_identifiers=include_identifiers)}
                 for i, s in enumerate(self.series)
             ],
-            "problems": [{"path": str(p.path.relative_to(self.root)), "problem": p.problem} for p in self.problems],
+            "problems": [
+                {"path": str(p.path.relative_to(self.root)) if include_identifiers else REDACTED, "problem": p.problem}
+                for p in self.problems
+            ],
         }
 
 

@@ -22,13 +22,13 @@ from medxlate.data.roles import orient_dataset
 from medxlate.data.samplers import PatchSampler, SliceSampler
 from medxlate.errors import ConfigError, InputDataError
 from medxlate.inference import strategy_to_dict
-from medxlate.io.atomic import atomic_path, write_bytes_atomic
+from medxlate.io.atomic import atomic_path, clean_stale_temporaries, write_bytes_atomic
 from medxlate.tasks import Task, get_task
 from medxlate.tracking import NullTracker, Tracker
 from medxlate.training.engine import Trainer
 from medxlate.training.lift import lift_strategy, load_lift_data, read_lift_source, step_options, validate_lift
 from medxlate.training.outputs import claim_output_dir
-from medxlate.training.resume import CHECKPOINT_NAME, INFERENCE_NAME, clean_stale_temporaries, resume_path
+from medxlate.training.resume import CHECKPOINT_NAME, INFERENCE_NAME, resume_path
 from medxlate.training.runtime import (
     Runtime,
     apply_speed_settings,

@@ -1,4 +1,4 @@
-"""Crash-safe resumption: RNG states, the resume checkpoint, compatibility checks, stale temp files.
+"""Crash-safe resumption: RNG states, the resume checkpoint, compatibility checks.
 
 A training run keeps one resume checkpoint, ``last.pt`` in its output folder, rewritten atomically
 (temporary sibling + rename, :mod:`medxlate.io.atomic`) every ``train.checkpoint_every`` steps, at
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 INFERENCE_NAME = "model.pt"  # the slim inference checkpoint written beside last.pt at the end of a run
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp.*$")  # names made by medxlate.io.atomic.atomic_path
 # Settings that define the model, the data it sees and the optimisation: a resumed run must match them.
 _MUST_MATCH = ("data.", "model.", "loss.", "xray.", "train.seed", "train.lr", "train.beta1", "train.beta2")
 _MAY_DIFFER = ("data.dataset",)
@@ -89,21 +87,6 @@ def resume_path(resume: str | Path | None, out_dir: Path) -> Path | None:
     if not path.is_file():
         raise ConfigError(f"train.resume: checkpoint {path} not found")
     return path
-
-
-def clean_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporary files an interrupted atomic write left in ``folder`` (e.g. SIGKILL mid-save).
-
-    Returns:
-        The files removed.
-    """
-    if not folder.is_dir():
-        return []
-    removed = [path for path in sorted(folder.iterdir()) if path.is_file() and _TEMPORARY.match(path.name)]
-    for path in removed:
-        path.unlink(missing_ok=True)
-        logger.info("removed %s, left by an interrupted checkpoint write", path.name)
-    return removed
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

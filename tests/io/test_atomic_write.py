@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,7 @@ from torch.testing import assert_close
 
 from medxlate.errors import InputDataError
 from medxlate.io import load_volume, save_volume, write_provenance
+from medxlate.io.atomic import atomic_dir, clean_stale_temporaries, write_bytes_atomic
 from medxlate.io.save import sidecar_path
 
 
@@ -121,3 +123,83 @@ def test_failed_provenance_write_leaves_nothing(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(OSError, match="No space left"):
         write_provenance(tmp_path / "out.nii.gz", {"synthetic": True})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder in which nothing can be created, as for a non-root user (tests may run as root)."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_open, real_mkdir = builtins.open, os.mkdir
+
+    def refuse(path: object) -> None:
+        if isinstance(path, (str, os.PathLike)) and Path(os.fspath(path)).parent == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    def open_(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if any(flag in mode for flag in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        refuse(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)  # what pathlib calls
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    return folder
+
+
+def _write_dicom(path: Path) -> None:
+    from medxlate.io.dicom_export import save_dicom_series
+
+    save_dicom_series(_image(), path, modality="MR", source=None, model="test")
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("out.nii.gz", lambda path: save_volume(_image(), path)),
+        ("out.json", lambda path: write_provenance(path.with_suffix(".nii"), {"synthetic": True})),
+        ("out.csv", lambda path: write_bytes_atomic(path, b"a,b\n")),
+        ("synthetic_mr", _write_dicom),  # a DICOM series folder
+    ],
+)
+def test_read_only_folder_error_names_the_destination(read_only: Path, name: str, write: Callable) -> None:
+    with pytest.raises(PermissionError) as error:
+        write(read_only / name)
+    assert error.value.filename == str(read_only / name)
+    assert ".tmp" not in str(error.value) and str(read_only / name) in str(error.value)
+    assert list(read_only.iterdir()) == []
+
+
+def test_clean_stale_temporaries_removes_only_what_atomic_writes_leave(tmp_path: Path) -> None:
+    (tmp_path / ".out.nii.gz.0123456789abcdef.tmp.nii.gz").write_bytes(b"partial")  # atomic_path
+    (tmp_path / ".series.fedcba9876543210.tmp").mkdir()  # atomic_dir
+    (tmp_path / ".series.fedcba9876543210.tmp" / "slice_0001.dcm").write_bytes(b"partial")
+    for kept in (".hidden", ".x.tmp", "out.nii.gz", ".out.0123.tmp"):
+        (tmp_path / kept).write_bytes(b"keep")
+    removed = clean_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == [
+        ".out.nii.gz.0123456789abcdef.tmp.nii.gz",
+        ".series.fedcba9876543210.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", ".out.0123.tmp", ".x.tmp", "out.nii.gz"]
+
+
+def test_atomic_dir_is_all_or_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "series"
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as staging:
+        (staging / "slice_0001.dcm").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    target.mkdir()  # an empty folder is replaced
+    with atomic_dir(target) as staging:
+        (staging / "slice_0001.dcm").write_bytes(b"done")
+    assert [p.name for p in tmp_path.iterdir()] == ["series"] and (target / "slice_0001.dcm").read_bytes() == b"done"

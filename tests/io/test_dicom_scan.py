@@ -164,11 +164,17 @@ def test_identifiers_stay_in_memory_only(export: tuple[ScanResult, dict[str, Pat
 
 def test_json_is_relative_and_indexed(export: tuple[ScanResult, dict[str, Path]]) -> None:
     result, _ = export
-    data = result.to_json()
+    data = result.to_json(include_identifiers=True)
     assert [s["index"] for s in data["series"]] == list(range(len(result.series)))
     thorax = next(s for s in data["series"] if s["description"] == "Thorax")
     assert thorax["files"][0].startswith("PAT/STUDY1/CT/") and thorax["flags"] == ["localizer", "mixed_orientation"]
     assert {p["path"] for p in data["problems"]} >= {"PAT/notes.txt", "PAT/BAD/slice_0000.dcm"}
+    # by default the paths below the root (folders of an export often name patients) are redacted
+    public = result.to_json()
+    files = [f for s in public["series"] for f in s["files"]] + [p["path"] for p in public["problems"]]
+    assert set(files) == {"<redacted>"}
+    assert len(files) == sum(len(s["files"]) for s in data["series"]) + len(data["problems"])
+    assert "PAT" not in json.dumps({**public, "root": ""}) and public["root"] == str(result.root)
 
 
 def test_table_is_readable(export: tuple[ScanResult, dict[str, Path]]) -> None:
