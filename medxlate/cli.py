@@ -372,7 +372,7 @@ def run(
 ) -> None:
     """Run a pipeline recipe: prepare -> train -> evaluate -> translate."""
     from medxlate.pipeline import run_pipeline
-    from medxlate.tracking.mlflow_tracker import ui_command
+    from medxlate.tracking.mlflow_tracker import ui_command, ui_url
 
     try:
         result = run_pipeline(pipeline, _overrides(set_, overwrite), report=typer.echo)
@@ -390,6 +390,9 @@ def run(
     if result.tracking_uri:
         typer.echo(f"MLflow run:       {result.run_id}")
         typer.echo(f"open the UI:      {ui_command(result.tracking_uri)}")
+        url = ui_url(result.tracking_uri, result.run_id) if result.run_id else None
+        if url:  # the classic ML view of the run (MLflow 3's UI opens in its GenAI view otherwise)
+            typer.echo(f"then the run:     {url}")
 
 
 def _metric_line(values: dict[str, float]) -> str:

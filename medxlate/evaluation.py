@@ -35,9 +35,10 @@ from medxlate.io import load_volume
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.io.guard import guard_output
 from medxlate.metrics import synthrad2025
-from medxlate.metrics.summary import finite_case_means
+from medxlate.metrics.summary import finite_case_means, split_reference_constants
 from medxlate.metrics.volume import volume_metrics
 from medxlate.tracking import Tracker
+from medxlate.tracking.base import as_params
 
 CEILING_ROLE = "target_noise_free"
 PROTOCOLS = ("default", "synthrad2025")
@@ -86,7 +87,8 @@ def evaluate(
         out_dir: Where ``metrics_per_case.csv`` and ``metrics_summary.json`` are written.
         split: Which split to evaluate.
         tracker: If given, the summary means are logged as single-value metrics
-            ``z_eval/<split>/<name>`` (:func:`summary_prefix`), the per-case values as the table
+            ``z_eval/<split>/<name>`` (:func:`summary_prefix`), except the reference constants
+            ``data_range`` and ``ceiling_*``, logged as params of that name; the per-case values as the table
             ``evaluation/<split>_<protocol>_per_case.json`` and the files as artifacts.
         device: Inference device.
         progress: Show a progress bar over the cases (tqdm, on stderr).
@@ -251,7 +253,10 @@ def _log_evaluation(
 ) -> None:
     """Summary means as single-value metrics, the per-case values as a table artifact, the files."""
     prefix = summary_prefix(split, protocol)
-    tracker.log_metrics({f"{prefix}{k}": v for k, v in summary.items()}, step=0)
+    scores, constants = split_reference_constants(summary)  # data_range, ceiling_*: the data's, not the model's
+    tracker.log_metrics({f"{prefix}{k}": v for k, v in scores.items()}, step=0)
+    if constants:
+        tracker.log_params(as_params(constants, prefix))
     names = list(next(iter(per_case.values())))
     columns: dict[str, list[object]] = {"case": list(per_case)}
     for name in names:  # a non-finite value becomes null (JSON has no NaN)

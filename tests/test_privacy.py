@@ -95,7 +95,7 @@ def test_no_identifier_leaves_prepare_and_training(
     assert verify_dataset(work / "dataset") == []
     fingerprint_dataset(work / "dataset")
     raw = tiny_config(work / "dataset", work / "train", epochs=1, decay_epochs=0)
-    raw["tracking"] = {"backend": "mlflow"}
+    raw["tracking"] = {"backend": "mlflow", "log_checkpoint": True}  # the full checkpoint is grepped too
     result = fit(validate_config(raw), make_tracker("mlflow"))
     assert result.run_id is not None
     from medxlate.inference import Translator  # a translate sidecar of a dataset case is grepped too

@@ -338,13 +338,16 @@ class TrackingConfig(_Frozen):
     """Experiment tracking. ``backend: mlflow`` uses MLflow's default store unless ``tracking_uri``
     or the ``MLFLOW_TRACKING_URI`` environment variable says otherwise. ``register_as: NAME``
     registers the final model in the MLflow Model Registry (``models:/NAME/<version>``).
-    ``run_name`` names the MLflow run (default: ``<name>-<YYYYmmdd-HHMMSS>``; a resumed run keeps its name)."""
+    ``run_name`` names the MLflow run (default: ``<name>-<YYYYmmdd-HHMMSS>``; a resumed run keeps its name).
+    The run's artifacts hold the slim inference checkpoint (``model/model.pt``); ``log_checkpoint: true`` also
+    uploads the full resumable one (``checkpoint/last.pt``: optimisers and discriminator, several times larger)."""
 
     backend: Literal["mlflow", "none"] = "mlflow"
     experiment: str | None = None
     run_name: str | None = Field(default=None, min_length=1, max_length=250)
     tracking_uri: str | None = None
     log_images: bool = True
+    log_checkpoint: bool = False
     register_as: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
 
     @model_validator(mode="after")

@@ -64,3 +64,23 @@ def finite_case_means(per_case: Mapping[str, Mapping[str, float]], context: str)
         if finite:
             means[name] = sum(finite) / len(finite)
     return CaseMeans(means=means, excluded=excluded)
+
+
+#: Summary values that describe the reference data, not the model: the data range PSNR/SSIM use and the
+#: ``ceiling_*`` scores of the noise-free target (simulated data). They are the same in every epoch and
+#: for every model on a dataset, so trackers record them as params, not as metric curves.
+REFERENCE_CONSTANTS = ("data_range", "ceiling_")
+
+
+def split_reference_constants(values: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """``(scores, constants)``: the model's scores, and the values describing the reference data
+    (``data_range`` and ``ceiling_*``, :data:`REFERENCE_CONSTANTS`).
+
+    Args:
+        values: Metric name -> value (means of a validation or an evaluation).
+    """
+    scores, constants = {}, {}
+    for name, value in values.items():
+        is_constant = name == REFERENCE_CONSTANTS[0] or name.startswith(REFERENCE_CONSTANTS[1])
+        (constants if is_constant else scores)[name] = value
+    return scores, constants

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +28,10 @@ class Tracker(Protocol):
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record scalar metrics at a step (may be buffered)."""
+        ...
+
+    def log_params(self, params: dict[str, str]) -> None:
+        """Record params of the open run (values that do not change during it, e.g. reference constants)."""
         ...
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
@@ -79,6 +84,10 @@ class NullTracker:
         for key, value in metrics.items():
             self.metrics.setdefault(key, []).append((step, float(value)))
 
+    def log_params(self, params: dict[str, str]) -> None:
+        """Keep the params in memory."""
+        self.params.update(params)
+
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Remember that an image was logged."""
         self.images.append(f"{key}@{step}")
@@ -97,3 +106,13 @@ class NullTracker:
 
     def end(self, status: str = "FINISHED") -> None:
         """Nothing to close."""
+
+
+def as_params(values: Mapping[str, float], prefix: str) -> dict[str, str]:
+    """Numbers as param strings (6 significant digits) under ``prefix``, e.g. ``{"val/data_range": "2000"}``.
+
+    Args:
+        values: Name -> number.
+        prefix: Prepended to each name (``"val/"``, ``"z_eval/val/"``).
+    """
+    return {f"{prefix}{name}": f"{float(value):.6g}" for name, value in values.items()}

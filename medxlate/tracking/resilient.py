@@ -124,6 +124,11 @@ class ResilientTracker:
             self._unconfirmed.extend(records)
         self._calls.append(_MetricsDelivery(self, records))
 
+    def log_params(self, params: dict[str, str]) -> None:
+        """Hold params until the next :meth:`commit`."""
+        values = dict(params)
+        self._hold(lambda: self.inner.log_params(values))
+
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """Hold an image until the next :meth:`commit`."""
         self._hold(lambda: self.inner.log_image(image, key=key, step=step))

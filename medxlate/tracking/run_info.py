@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import medxlate
@@ -60,3 +63,40 @@ def run_tags(task: str, dataset_fingerprint: str | None, world_size: int) -> dic
     if dataset_fingerprint:
         tags["medxlate.dataset_fingerprint"] = dataset_fingerprint
     return tags
+
+
+def source_name(argv: Sequence[str] | None = None) -> str:
+    """What started this process, as the run's Source: ``medxlate <command> <config or pipeline YAML>``.
+
+    Only the subcommand and its YAML file are kept, never other arguments (a dataset or input path may
+    name a patient). A Python script or tool other than the ``medxlate`` command (``python -m medxlate``
+    and ``torchrun -m medxlate`` included) is named by its file name, as MLflow names it.
+
+    Args:
+        argv: The command line; defaults to ``sys.argv``.
+    """
+    args = list(sys.argv if argv is None else argv)
+    program = Path(args[0]) if args and args[0] else Path("python")
+    if program.name != "medxlate" and program.parts[-2:] != ("medxlate", "__main__.py"):
+        return program.name or "python"
+    words = ["medxlate"]
+    if len(args) > 1 and not args[1].startswith("-"):
+        words.append(args[1])
+        files = [a for a in args[2:] if a.endswith((".yaml", ".yml")) and not a.startswith("-") and "=" not in a]
+        words += files[:1]
+    return " ".join(words)
+
+
+def current_user() -> str:
+    """The login name (``getpass.getuser``), or ``"unknown"`` where there is none (e.g. a container user
+    without a passwd entry)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError, ImportError):
+        return "unknown"
+
+
+def run_context_tags(argv: Sequence[str] | None = None) -> dict[str, str]:
+    """MLflow's standard tags for a new run (the UI's Source and User columns): ``mlflow.source.name``
+    (:func:`source_name`), ``mlflow.source.type`` (``LOCAL``) and ``mlflow.user`` (:func:`current_user`)."""
+    return {"mlflow.source.name": source_name(argv), "mlflow.source.type": "LOCAL", "mlflow.user": current_user()}

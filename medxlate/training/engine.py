@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 
 from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import ExperimentConfig
+from medxlate.metrics.summary import split_reference_constants
+from medxlate.tracking.base import as_params
 from medxlate.training.resume import check_compatible, rng_states, set_rng_states
 from medxlate.training.runtime import Runtime
 from medxlate.training.sampler import ResumableBatchSampler
@@ -251,7 +253,10 @@ class Trainer:
         if self.runtime.is_main:
             result = self.validate(self.plain.generator)
             self.last_metrics = dict(result.metrics)
-            self.tracker.log_metrics({f"val/{k}": v for k, v in result.metrics.items()}, step=epoch + 1)
+            scores, constants = split_reference_constants(result.metrics)  # data_range: a param, not a curve
+            self.tracker.log_metrics({f"val/{k}": v for k, v in scores.items()}, step=epoch + 1)
+            if constants:
+                self.tracker.log_params(as_params(constants, "val/"))
             self.tracker.log_metrics({"lr": self.schedulers[0].get_last_lr()[0], "epoch": epoch + 1}, step=epoch + 1)
             if self.cfg.tracking.log_images and result.montage is not None:
                 self.tracker.log_image(result.montage, key="val_montage", step=epoch + 1)

@@ -350,12 +350,13 @@ def _fingerprint_hash(root: Path) -> str | None:
 
 
 def _log_final_artifacts(cfg: ExperimentConfig, tracker: Tracker, checkpoint: Path, result: Any) -> None:
-    """Montage PNG, the slim inference checkpoint (``model/``), the full resumable one
-    (``checkpoint/``) and the resolved config into the tracker (rank 0)."""
+    """Montage PNG, the slim inference checkpoint (``model/``), the full resumable one (``checkpoint/``,
+    only with ``tracking.log_checkpoint``) and the resolved config into the tracker (rank 0)."""
     out_dir = checkpoint.parent
     montage_path = _write_montage(result, out_dir)
     tracker.log_artifact(write_inference_checkpoint(checkpoint), "model")
-    tracker.log_artifact(checkpoint, "checkpoint")
+    if cfg.tracking.log_checkpoint:
+        tracker.log_artifact(checkpoint, "checkpoint")
     if montage_path is not None:
         tracker.log_artifact(montage_path, "images")
     config_path = out_dir / "config.yaml"

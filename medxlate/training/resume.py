@@ -147,7 +147,8 @@ def check_compatible(content: dict[str, Any], path: Path, current: dict[str, Any
     if content.get("kind") == INFERENCE_KIND:
         raise CheckpointError(
             f"train.resume: {path} is an inference checkpoint (generator only); resuming needs the full "
-            "checkpoint (last.pt in the run folder, or the run's 'checkpoint/' artifact in MLflow)"
+            "checkpoint (last.pt in the run folder, or the run's 'checkpoint/' artifact in MLflow when the run "
+            "had tracking.log_checkpoint: true)"
         )
     problems = config_differences(content.get("config", {}), current)
     for name, module in modules.items():

@@ -10,7 +10,7 @@ import pytest
 
 from medxlate.checkpoint import inference_checkpoint
 from medxlate.errors import CheckpointError
-from medxlate.tracking.run_info import default_run_name, git_commit
+from medxlate.tracking.run_info import current_user, default_run_name, git_commit, source_name
 from medxlate.training.resume import check_compatible
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,3 +40,23 @@ def test_resume_refuses_an_inference_checkpoint(tmp_path: Path) -> None:
     assert set(slim) == {"generator", "config", "kind"}
     with pytest.raises(CheckpointError, match=r"model.pt is an inference checkpoint .*needs the full checkpoint"):
         check_compatible(slim, tmp_path / "model.pt", {}, {})
+
+
+def test_source_is_the_command_and_its_yaml_never_other_paths() -> None:
+    patient = "/exports/Doe_John_123/ct"
+    assert source_name(["/v/bin/medxlate", "train", "--set", f"data.dataset={patient}", "configs/ct2mr_2d.yaml"]) == (
+        "medxlate train configs/ct2mr_2d.yaml"
+    )
+    module = ["/v/lib/medxlate/__main__.py", "run", "pipelines/demo.yaml"]  # python -m / torchrun -m medxlate
+    assert source_name(module) == "medxlate run pipelines/demo.yaml"
+    assert source_name(["/v/bin/medxlate", "translate", "model.pt", patient, "out.nii.gz"]) == "medxlate translate"
+    assert source_name(["/home/me/analysis.py", patient]) == "analysis.py"
+    assert source_name([]) == "python"
+
+
+def test_user_falls_back_when_the_login_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_login() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr("getpass.getuser", no_login)
+    assert current_user() == "unknown"
