@@ -21,7 +21,6 @@ values, as a model's output), so two exports can be compared pixel for pixel (``
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -83,7 +82,7 @@ def make(ct: Path, root: Path, slices: int) -> None:
         print(f"wrote {root / name}")
 
 
-def synthetic_mr(source: Path):  # noqa: ANN201 - MetaTensor (monai import kept lazy)
+def synthetic_mr(source: Path):
     """A deterministic MR-like float32 volume on the source's grid."""
     ct = load_volume(source)
     return (1000.0 * torch.exp(-(((ct + 100.0) / 600.0) ** 2)) + 0.37 * torch.remainder(ct, 7.0)).float()
@@ -96,19 +95,20 @@ def _rss_mib(field: str) -> float:
     return float("nan")
 
 
-def export(source: Path, out: Path, modality: str) -> tuple[float, float, float]:
+def export(source: Path, out: Path, modality: str) -> tuple[float, float, float, float]:
     """Load, make the synthetic volume, export it.
 
     Returns:
-        The export's seconds, the RSS before it and the peak RSS during it (MiB; the kernel's
-        high-water mark is reset just before the export, Linux only).
+        The export's seconds, the peak RSS of loading and making the volume, the RSS before the
+        export and the peak RSS during it (MiB; the kernel's high-water mark is reset just before
+        the export, Linux only, so ``/usr/bin/time`` then reports the later peak).
     """
     volume = synthetic_mr(source) if modality == "MR" else load_volume(source)
-    before = _rss_mib("VmRSS")
+    load_peak, before = _rss_mib("VmHWM"), _rss_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     start = time.perf_counter()
     save_dicom_series(volume, out, modality=modality, source=source, model="benchmark")
-    return time.perf_counter() - start, before, _rss_mib("VmHWM")
+    return time.perf_counter() - start, load_peak, before, _rss_mib("VmHWM")
 
 
 def validate(root: Path, modality: str) -> dict[str, Counter]:
@@ -161,11 +161,10 @@ def main() -> None:
     if args.command == "make":
         make(args.ct, args.root, args.slices)
     elif args.command == "export":
-        seconds, before, during = export(args.source, args.out, args.modality)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        seconds, load_peak, before, during = export(args.source, args.out, args.modality)
         print(
             f"export {seconds:.2f} s; RSS {before:.0f} MiB before the export, peak {during:.0f} MiB during it "
-            f"(+{during - before:.0f}); process peak {peak:.0f} MiB (load and synthetic volume included)"
+            f"(+{during - before:.0f}); peak {load_peak:.0f} MiB while loading and making the volume"
         )
     elif args.command == "validate":
         if shutil.which("dciodvfy") is None:

@@ -7,7 +7,12 @@ synthetic (ImageType ``DERIVED\\SECONDARY``, DerivationDescription, SeriesDescri
 the source slice nearest to it (SourceImageSequence) and the source series (ReferencedSeriesSequence
 of the Common Instance Reference module). Geometry per slice comes from the volume's RAS affine,
 converted to DICOM's LPS. Values are stored as unsigned 16-bit with one RescaleSlope/Intercept for
-the whole series, chosen from the value range (quantisation error at most half a slope).
+the whole series, chosen from the value range (quantisation error at most half a slope). A default
+display window (VOI LUT) and the conditional attributes follow :mod:`medxlate.io.dicom_attributes`.
+
+The series is streamed: the attributes shared by every slice (the ReferencedSeriesSequence listing
+every source instance among them) are encoded once and written to each file as bytes, and only one
+slice's pixels exist at a time besides the input volume (no whole-volume copy or mask).
 
 Fallback without a source DICOM series (e.g. NIfTI input): a new study and frame of reference, an
 empty (anonymous) patient module, and a logged warning; the series is still valid but a PACS files
@@ -152,17 +157,7 @@ def save_dicom_series(
             non-finite values, or the source cannot be read.
         GeometryError: if the affine is sheared.
     """
-    import torch
-
-    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
-    if data.ndim == 4 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim != 3:
-        raise InputDataError(f"DICOM export: expected one volume (1, X, Y, Z), got shape {tuple(data.shape)}")
-    if not (np.isfinite(data.min()) and np.isfinite(data.max())):  # min/max propagate NaN; no mask copy
-        raise InputDataError("DICOM export: the volume holds NaN or infinite values")
-    if modality not in ("CT", "MR"):
-        raise InputDataError(f"DICOM export: modality must be 'CT' or 'MR', got {modality!r}")
+    data = _volume_array(volume, modality)
     out = Path(folder)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputDataError(f"{out}: output folder exists and is not empty; expected a new or empty folder")
@@ -190,9 +185,8 @@ def save_dicom_series(
             ds = _slice_dataset(header, modality, k, stored, positions[k], orientation)
             if src is not None:
                 ds.SourceImageSequence = [_nearest_source(src, positions[k])]
-            name = f"slice_{k + 1:04d}.dcm"
-            ds.save_as(staging / name, enforce_file_format=True)
-            names.append(name)
+            names.append(f"slice_{k + 1:04d}.dcm")
+            ds.save_as(staging / names[-1], enforce_file_format=True)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
@@ -200,6 +194,22 @@ def save_dicom_series(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [out / name for name in names]
+
+
+def _volume_array(volume: Any, modality: str) -> np.ndarray:
+    """The ``(X, Y, Z)`` array of ``volume`` (a view, no copy), checked."""
+    import torch
+
+    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3:
+        raise InputDataError(f"DICOM export: expected one volume (1, X, Y, Z), got shape {tuple(data.shape)}")
+    if not (np.isfinite(data.min()) and np.isfinite(data.max())):  # min/max propagate NaN: no mask copy
+        raise InputDataError("DICOM export: the volume holds NaN or infinite values")
+    if modality not in ("CT", "MR"):
+        raise InputDataError(f"DICOM export: modality must be 'CT' or 'MR', got {modality!r}")
+    return data
 
 
 def _encoded(ds: Any) -> dict[Any, Any]:
