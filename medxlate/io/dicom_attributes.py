@@ -144,7 +144,7 @@ _ANIMAL_2C = (
     "ResponsiblePerson",
     "ResponsibleOrganization",
 )
-#: CT display window (centre, width) in HU: soft tissue.
+#: CT display window: centre and width in HU (soft tissue), and its WindowCenterWidthExplanation.
 CT_WINDOW = (40.0, 400.0, "SOFT TISSUE")
 #: MR display window: this percentile range of the output's values.
 MR_WINDOW_PERCENTILES = (1.0, 99.0)
