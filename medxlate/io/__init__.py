@@ -16,6 +16,7 @@ Map:
     sitk_formats.py    NRRD/MetaImage via SimpleITK, LPS -> RAS
     save.py            ``save_volume`` (NIfTI, sform/qform, descrip), ``write_provenance``
     dicom_export.py    ``save_dicom_series``: a synthetic series (CT/MR Image Storage) in the source's study
+    dicom_attributes.py  the exported series' copied, Type 2 and conditional attributes, display window
     atomic.py          temporary file + ``os.replace``
     guard.py           the output guard: no writer may replace or write into one of its inputs
     names.py           names and paths read from files: identifier check, stays inside its folder

@@ -7,7 +7,12 @@ synthetic (ImageType ``DERIVED\\SECONDARY``, DerivationDescription, SeriesDescri
 the source slice nearest to it (SourceImageSequence) and the source series (ReferencedSeriesSequence
 of the Common Instance Reference module). Geometry per slice comes from the volume's RAS affine,
 converted to DICOM's LPS. Values are stored as unsigned 16-bit with one RescaleSlope/Intercept for
-the whole series, chosen from the value range (quantisation error at most half a slope).
+the whole series, chosen from the value range (quantisation error at most half a slope). A default
+display window (VOI LUT) and the conditional attributes follow :mod:`medxlate.io.dicom_attributes`.
+
+The series is streamed: the attributes shared by every slice (the ReferencedSeriesSequence listing
+every source instance among them) are encoded once and written to each file as bytes, and only one
+slice's pixels exist at a time besides the input volume (no whole-volume copy or mask).
 
 Fallback without a source DICOM series (e.g. NIfTI input): a new study and frame of reference, an
 empty (anonymous) patient module, and a logged warning; the series is still valid but a PACS files
@@ -19,7 +24,7 @@ or returns identifiers.
 
 from __future__ import annotations
 
-import datetime
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -31,49 +36,12 @@ import numpy as np
 
 from medxlate.errors import GeometryError, InputDataError
 from medxlate.io.atomic import atomic_dir
+from medxlate.io.dicom_attributes import display_window, series_attributes
+
+__all__ = ["SourceSeries", "quantisation", "read_source_series", "save_dicom_series", "slice_geometry"]
 
 log = logging.getLogger(__name__)
 
-#: Attributes copied from the source series (patient module, general study module, position).
-COPIED = (
-    "SpecificCharacterSet",
-    "PatientName",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "PatientAge",
-    "PatientSize",
-    "PatientWeight",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "StudyDescription",
-    "PatientPosition",
-    "Laterality",
-    "BodyPartExamined",
-    "FrameOfReferenceUID",
-    "PositionReferenceIndicator",
-)
-#: Type 2 attributes (present, possibly empty) of the modules written.
-TYPE2_EMPTY = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "PositionReferenceIndicator",
-    "SeriesNumber",
-    "PatientPosition",
-    "Laterality",
-)
 _STORED_MAX = 65535  # unsigned 16-bit
 
 
@@ -188,17 +156,7 @@ def save_dicom_series(
             non-finite values, or the source cannot be read.
         GeometryError: if the affine is sheared.
     """
-    import torch
-
-    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
-    if data.ndim == 4 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim != 3:
-        raise InputDataError(f"DICOM export: expected one volume (1, X, Y, Z), got shape {tuple(data.shape)}")
-    if not np.isfinite(data).all():
-        raise InputDataError("DICOM export: the volume holds NaN or infinite values")
-    if modality not in ("CT", "MR"):
-        raise InputDataError(f"DICOM export: modality must be 'CT' or 'MR', got {modality!r}")
+    data = _volume_array(volume, modality)
     out = Path(folder)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputDataError(f"{out}: output folder exists and is not empty; expected a new or empty folder")
@@ -211,124 +169,143 @@ def save_dicom_series(
     affine = np.asarray(getattr(volume, "affine", np.eye(4)), dtype=np.float64)
     orientation, pixel_spacing, thickness, positions = slice_geometry(affine, data.shape[2])
     slope, intercept = quantisation(data)
-    common = _series_attributes(modality, src, model, series_number)
+    common = series_attributes(modality, src.header if src is not None else None, model, series_number)
+    common |= display_window(modality, data)
+    header = _series_header(common, modality, data.shape, (orientation, pixel_spacing, thickness), (slope, intercept))
+    if src is not None:
+        referenced = _referenced_series(src)  # Common Instance Reference: encoded once
+        header[referenced.tag] = referenced
     names = []
     with atomic_dir(out) as staging:  # a reader never sees half a series; errors name ``out``
-        for k in range(data.shape[2]):
+        for k in range(data.shape[2]):  # one slice in memory at a time
             stored = np.rint((data[:, :, k].T - intercept) / slope).clip(0, _STORED_MAX).astype("<u2")
-            ds = _slice_dataset(common, modality, k, stored, positions[k], orientation, pixel_spacing, thickness)
-            ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{intercept:.10g}"
+            ds = _slice_dataset(header, modality, k, stored, positions[k], orientation)
             if src is not None:
-                _reference_source(ds, src, positions[k])
-            name = f"slice_{k + 1:04d}.dcm"
-            ds.save_as(staging / name, enforce_file_format=True)
-            names.append(name)
+                ds.SourceImageSequence = [_nearest_source(src, positions[k])]
+            names.append(f"slice_{k + 1:04d}.dcm")
+            ds.save_as(staging / names[-1], enforce_file_format=True)
     return [out / name for name in names]
 
 
-def _series_attributes(
-    modality: str, src: SourceSeries | None, model: str, series_number: int | None
-) -> dict[str, Any]:
-    from pydicom.uid import generate_uid
+def _volume_array(volume: Any, modality: str) -> np.ndarray:
+    """The ``(X, Y, Z)`` array of ``volume`` (a view, no copy), checked."""
+    import torch
 
-    from medxlate import __version__
-
-    now = datetime.datetime.now()
-    attrs: dict[str, Any] = dict.fromkeys(TYPE2_EMPTY, "")
-    if src is not None:
-        attrs |= {k: src.header.get(k) for k in COPIED if k in src.header}
-        attrs["ReferencedSeriesUID"] = str(src.header.SeriesInstanceUID)
-        source_number = src.header.get("SeriesNumber")
-        base = int(source_number) if source_number not in (None, "") else 0
-    else:
-        attrs |= {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid(), "StudyID": "SYNTH"}
-        attrs |= {"StudyDate": now.strftime("%Y%m%d"), "StudyTime": now.strftime("%H%M%S")}
-        base = 0
-    attrs.setdefault("SpecificCharacterSet", "ISO_IR 192")
-    description = f"SYNTHETIC {modality} by medxlate model {model}"
-    attrs |= {
-        "Modality": modality,
-        "SeriesInstanceUID": generate_uid(),
-        "SeriesNumber": series_number if series_number is not None else base + 1000,
-        "SeriesDescription": description[:64],
-        "SeriesDate": now.strftime("%Y%m%d"),
-        "SeriesTime": now.strftime("%H%M%S"),
-        "ContentDate": now.strftime("%Y%m%d"),
-        "ContentTime": now.strftime("%H%M%S"),
-        "DerivationDescription": (
-            f"Synthetic {modality} translated by a neural network (medxlate {__version__}, model {model}); "
-            "not acquired, not for diagnosis"
-        )[:1024],
-        "Manufacturer": "medxlate",
-        "SoftwareVersions": f"medxlate {__version__}",
-        "BurnedInAnnotation": "NO",
-    }
-    return attrs
+    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3:
+        raise InputDataError(f"DICOM export: expected one volume (1, X, Y, Z), got shape {tuple(data.shape)}")
+    if not (np.isfinite(data.min()) and np.isfinite(data.max())):  # min/max propagate NaN: no mask copy
+        raise InputDataError("DICOM export: the volume holds NaN or infinite values")
+    if modality not in ("CT", "MR"):
+        raise InputDataError(f"DICOM export: modality must be 'CT' or 'MR', got {modality!r}")
+    return data
 
 
-def _slice_dataset(
+def _encoded(ds: Any) -> dict[Any, Any]:
+    """``ds`` encoded once (explicit VR little endian) and read back as raw elements, tag -> element.
+
+    A raw element is written to each file as its bytes: no re-validation, no re-encoding per slice.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import data_element_generator
+    from pydicom.filewriter import write_dataset
+
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_dataset(buffer, ds)
+    return {e.tag: e for e in data_element_generator(io.BytesIO(buffer.getvalue()), False, True)}
+
+
+def _series_header(
     common: dict[str, Any],
     modality: str,
-    index: int,
-    stored: np.ndarray,
-    position: np.ndarray,
-    orientation: Sequence[float],
-    pixel_spacing: Sequence[float],
-    thickness: float,
-) -> Any:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    shape: tuple[int, ...],
+    plane: tuple[Sequence[float], Sequence[float], float],
+    rescale: tuple[float, float],
+) -> dict[Any, Any]:
+    """Every attribute that is the same on each slice, encoded once (see :func:`_encoded`)."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import CTImageStorage, MRImageStorage
 
-    sop_class = CTImageStorage if modality == "CT" else MRImageStorage
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    orientation, pixel_spacing, thickness = plane
+    ds = Dataset()
     for keyword, value in common.items():
         if keyword != "ReferencedSeriesUID":
             setattr(ds, keyword, value)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"] if modality == "CT" else ["DERIVED", "SECONDARY", "OTHER"]
-    ds.InstanceNumber = index + 1
-    ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
     ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
     ds.PixelSpacing = [f"{v:.6f}" for v in pixel_spacing]
     ds.SliceThickness = f"{thickness:.6f}"
-    normal = np.cross(orientation[:3], orientation[3:])
-    ds.SliceLocation = f"{float(position @ normal):.6f}"
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = stored.shape
+    ds.Rows, ds.Columns = shape[1], shape[0]  # a slice is stored transposed: (Y, X)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:.10g}", f"{rescale[1]:.10g}"
     if modality == "CT":
         ds.KVP, ds.AcquisitionNumber, ds.RescaleType = "", "", "HU"
     else:  # synthetic: no pulse sequence; RM = research mode, the defined term for that
         ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "RM", "NONE", ""
         ds.MRAcquisitionType, ds.EchoTime, ds.EchoTrainLength, ds.RepetitionTime = "", "", "", ""
         ds.SpacingBetweenSlices = f"{thickness:.6f}"
-    if "ReferencedSeriesUID" in common:
-        from pydicom.dataset import Dataset
+    return _encoded(ds)
 
-        item = Dataset()
-        item.SeriesInstanceUID = common["ReferencedSeriesUID"]
-        item.ReferencedInstanceSequence = []
-        ds.ReferencedSeriesSequence = [item]
+
+def _slice_dataset(
+    header: dict[Any, Any],
+    modality: str,
+    index: int,
+    stored: np.ndarray,
+    position: np.ndarray,
+    orientation: Sequence[float],
+) -> Any:
+    """One slice: the encoded series header plus what differs per slice."""
+    from pydicom.charset import convert_encodings
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", dict(header), file_meta=meta, preamble=b"\0" * 128, is_implicit_VR=False)
+    # the raw elements were encoded in this syntax and character set: pydicom writes them as they are
+    ds.set_original_encoding(False, True, convert_encodings(ds.SpecificCharacterSet))
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.InstanceNumber = index + 1
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+    normal = np.cross(orientation[:3], orientation[3:])
+    ds.SliceLocation = f"{float(position @ normal):.6f}"
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    ds["PixelData"].VR = "OW"
     return ds
 
 
-def _reference_source(ds: Any, src: SourceSeries, position: np.ndarray) -> None:
-    """SourceImageSequence -> the nearest source slice; ReferencedSeriesSequence lists them all."""
+def _referenced_series(src: SourceSeries) -> Any:
+    """ReferencedSeriesSequence: the source series and all its instances, encoded once."""
     from pydicom.dataset import Dataset
 
-    distances = [float(np.linalg.norm(p - position)) for _, _, p in src.references]
-    sop_class, sop_uid, _ = src.references[int(np.argmin(distances))]
     item = Dataset()
-    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_uid
-    ds.SourceImageSequence = [item]
+    item.SeriesInstanceUID = str(src.header.SeriesInstanceUID)
     instances = []
     for ref_class, ref_uid, _ in src.references:
         ref = Dataset()
         ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = ref_class, ref_uid
         instances.append(ref)
-    ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence = instances
+    item.ReferencedInstanceSequence = instances
+    holder = Dataset()
+    holder.ReferencedSeriesSequence = [item]
+    (element,) = _encoded(holder).values()
+    return element
+
+
+def _nearest_source(src: SourceSeries, position: np.ndarray) -> Any:
+    """SourceImageSequence item: the source slice nearest to ``position``."""
+    from pydicom.dataset import Dataset
+
+    distances = np.linalg.norm(np.stack([p for _, _, p in src.references]) - position, axis=1)
+    sop_class, sop_uid, _ = src.references[int(np.argmin(distances))]
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_uid
+    return item

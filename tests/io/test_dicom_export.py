@@ -154,3 +154,39 @@ def test_refusals(source_series: Path, tmp_path: Path) -> None:
         save_dicom_series(nan, tmp_path / "new", modality="CT", source=source_series, model="m")
     assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "src"]  # no staging folder left
+
+
+def test_export_streams_and_encodes_the_series_header_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays at a few slices (no whole-volume temporary) and the per-series sequences are
+    encoded once, not once per slice (which made a 133-slice export quadratic); pixels are exact."""
+    import tracemalloc
+
+    import pydicom.filewriter
+    from monai.data import MetaTensor
+
+    from medxlate.io.dicom_export import read_source_series
+
+    n = 48
+    write_ct_series(tmp_path / "src", np.zeros((4, 4, n)), spacing=(128 / 4, 128 / 4, 1.0))
+    source = read_source_series(tmp_path / "src")
+    affine = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    values = np.random.default_rng(0).normal(100.0, 400.0, (128, 128, n)).astype(np.float32)
+    synthetic = MetaTensor(torch.from_numpy(values), affine=affine)
+    save_dicom_series(synthetic[..., :2], tmp_path / "warm-up", modality="CT", source=None, model="m")  # imports
+    items = []
+    original = pydicom.filewriter.write_sequence_item
+    monkeypatch.setattr(pydicom.filewriter, "write_sequence_item", lambda *a: items.append(1) or original(*a))
+    tracemalloc.start()
+    try:
+        files = save_dicom_series(synthetic, tmp_path / "out", modality="CT", source=source, model="m")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(items) <= 2 * n + 2  # n + 1 referenced items once, one SourceImageSequence item per slice
+    assert peak < values.nbytes / 6  # ~1/9 here; a NaN mask alone is 1/4 of the volume
+    first = pydicom.dcmread(files[0])
+    assert len(first.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == n
+    slope, intercept = float(first.RescaleSlope), float(first.RescaleIntercept)
+    for k in (0, n - 1):
+        expected = np.rint((values[:, :, k].T - intercept) / slope).clip(0, 65535).astype("<u2")
+        np.testing.assert_array_equal(pydicom.dcmread(files[k]).pixel_array, expected)
