@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from monai.data import MetaTensor
 from medxlate.data.ct_source import CtCase, CtSource
 from medxlate.data.splits import threshold_splits
 from medxlate.errors import InputDataError, MedxlateError
+from medxlate.io.sitk_formats import detached_data_file
 
 __all__ = ["MASK_RECIPE", "read_ct_folder"]
 
@@ -108,19 +108,10 @@ def _volume_files(root: Path) -> list[Path]:
     )
 
 
-def _detached_data(header: Path) -> list[Path]:
-    """The data file a ``.mhd``/``.nhdr`` header names beside it (hashed with the header), if any."""
-    name = header.name.lower()
-    if not name.endswith((".mhd", ".nhdr")):
-        return []
-    with open(header, "rb") as handle:
-        text = handle.read(65536).decode("latin-1")
-    field = r"ElementDataFile\s*=" if name.endswith(".mhd") else r"data\s?file\s*:"
-    match = re.search(rf"^\s*{field}\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
-    if match is None:
-        return []
-    data = header.parent / match.group(1)
-    return [data] if data.is_file() else []  # LOCAL, LIST or a file pattern: the header alone
+def _data_files(header: Path) -> list[Path]:
+    """The detached data file of a ``.mhd``/``.nhdr`` header (hashed with it), if any."""
+    data = detached_data_file(header)
+    return [] if data is None else [data]
 
 
 def _case_ids(count: int) -> list[str]:
@@ -132,7 +123,7 @@ def _file_cases(files: Sequence[Path], digest_memo: Path | None) -> tuple[list[C
     memo = _DigestMemo(digest_memo)
     digests = []
     for path in files:
-        parts = [memo.digest(part) for part in (path, *_detached_data(path))]
+        parts = [memo.digest(part) for part in (path, *_data_files(path))]
         digests.append(parts[0] if len(parts) == 1 else hashlib.sha256(":".join(parts).encode()).hexdigest())
     memo.save()
     cases = []

@@ -38,6 +38,7 @@ from medxlate.data.privacy import Redactor
 from medxlate.errors import InputDataError
 from medxlate.io import load_volume
 from medxlate.io.names import ROLE, outside_reason, require_name
+from medxlate.io.sitk_formats import detached_data_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +120,18 @@ def check_inside(root: Path, path: Path, where: str, allow: bool) -> bool:
         where: How the message names it (the manifest and field, or the file).
         allow: ``allow_outside_paths`` of the prepare config.
 
+    A detached ``.mhd``/``.nhdr`` header's data file (``ElementDataFile``, ``data file``) is read
+    with it, so it must stay inside ``root`` too.
+
     Raises:
-        InputDataError: ``path`` leaves ``root`` (``..``, absolute, symlink) and ``allow`` is off.
+        InputDataError: ``path`` (or the data file its header names) leaves ``root`` (``..``,
+            absolute, symlink) and ``allow`` is off.
     """
     reason = outside_reason(path, root)
+    header = path if path.is_absolute() else root / path
+    data = detached_data_file(header) if reason is None and header.is_file() else None
+    if data is not None and (data_reason := outside_reason(data, root)) is not None:
+        reason = f"a header whose data file {data} is {data_reason}"
     if reason is not None and not allow:
         raise InputDataError(
             f"{where} is {str(path)!r}: {reason}; expected a file inside the input folder {root} "

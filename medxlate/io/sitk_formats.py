@@ -10,6 +10,7 @@ RAS = diag(-1, -1, 1) @ LPS, i.e. the first two rows of the affine change sign.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,35 @@ from monai.data.utils import orientation_ras_lps
 
 from medxlate.errors import InputDataError
 
-__all__ = ["SITK_SUFFIXES", "itk_affine_ras", "read_sitk_image"]
+__all__ = ["SITK_SUFFIXES", "detached_data_file", "itk_affine_ras", "read_sitk_image"]
 
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def detached_data_file(header: Path) -> Path | None:
+    """The data file a detached ``.mhd``/``.nhdr`` header names, if it names one that exists.
+
+    The header's ``ElementDataFile`` (MetaImage) or ``data file`` (NRRD) field is read as SimpleITK
+    reads it: relative to the header's folder, or absolute. ``LOCAL``, ``LIST`` and file patterns
+    name no single file: ``None``.
+
+    Args:
+        header: Any image file; only ``.mhd`` and ``.nhdr`` have a detached data file.
+
+    Returns:
+        The data file's path (unresolved), or ``None``.
+    """
+    name = header.name.lower()
+    if not name.endswith((".mhd", ".nhdr")):
+        return None
+    with open(header, "rb") as handle:
+        text = handle.read(65536).decode("latin-1")
+    field = r"ElementDataFile\s*=" if name.endswith(".mhd") else r"data\s?file\s*:"
+    match = re.search(rf"^\s*{field}\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    if match is None:
+        return None
+    data = header.parent / match.group(1)
+    return data if data.is_file() else None
 
 
 def itk_affine_ras(direction: tuple[float, ...], spacing: tuple[float, ...], origin: tuple[float, ...]) -> np.ndarray:

@@ -145,3 +145,31 @@ def test_dataset_case_ids_are_names(paired_folder: Path, tmp_path: Path) -> None
     index_path.write_text(json.dumps(index))
     with pytest.raises(InputDataError, match=r"cases\[1\]: id is '\.\./\.\./pwn', expected letters, digits"):
         read_dataset(tmp_path / "ds")
+
+
+@pytest.mark.parametrize("where", ["dotdot", "absolute"])
+def test_a_header_whose_data_file_leaves_the_folder_is_refused(tmp_path: Path, where: str) -> None:
+    """A detached MetaImage header inside the folder may name its pixel data anywhere: that file is read too."""
+    import SimpleITK as sitk
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root = tmp_path / "pairs"
+    _write_case_files(root / "a")
+    mr = sitk.ReadImage(str(root / "a" / "mr.nii.gz"))
+    sitk.WriteImage(mr, str(outside / "mr.mhd"))  # mr.mhd + mr.raw, same grid
+    data = "../../elsewhere/mr.raw" if where == "dotdot" else str(outside / "mr.raw")
+    header = (outside / "mr.mhd").read_text().replace("ElementDataFile = mr.raw", f"ElementDataFile = {data}")
+    (root / "a" / "mr.mhd").write_text(header)
+    assert sitk.ReadImage(str(root / "a" / "mr.mhd")).GetSize() == mr.GetSize()  # SimpleITK follows it
+    manifest = _manifest(root, {"source": "a/ct.nii.gz", "target": "a/mr.mhd"})
+    with pytest.raises(InputDataError) as info:
+        run_prepare(root, tmp_path / "ds")
+    message = str(info.value)
+    assert message.startswith(f"{manifest}: cases[0].files.target is 'a/mr.mhd': a header whose data file")
+    assert "allow_outside_paths" in message
+    assert not (tmp_path / "ds" / "dataset.json").exists()
+    (root / "a" / "mr.raw").write_bytes((outside / "mr.raw").read_bytes())
+    (root / "a" / "mr.mhd").write_text(header.replace(f"ElementDataFile = {data}", "ElementDataFile = mr.raw"))
+    run_prepare(root, tmp_path / "ds2")  # the same header naming its data beside it is read
+    assert (tmp_path / "ds2" / "dataset.json").exists()
