@@ -73,7 +73,9 @@ def evaluate(
     The dataset's roles are read as the checkpoint's task reads them (an MR -> CT model on a
     CT -> MR dataset translates its MR). Metrics are 3D SSIM/PSNR/MAE in target units, whole volume
     and inside the body mask, with ``data_range`` = the reference volume's max - min (a CT target:
-    the CT window width). A metric that is NaN/inf for a case (e.g. an
+    the CT window width). The model's own output is scored: the task's background outside the
+    input's body, which translations write (:mod:`medxlate.inference.background`), is not applied.
+    A metric that is NaN/inf for a case (e.g. an
     empty body mask) is left out of the means with a warning, listed under ``excluded`` in the
     summary JSON and written as an empty cell in the CSV; it never appears as ``nan``. When a case
     carries a noise-free target
@@ -155,7 +157,7 @@ def _score_case(translator: Translator, case: Any, protocol: str) -> dict[str, f
     for path, volume in ((case.source, source), (case.target, target)):
         check_finite_input(volume, str(path))
     mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
-    prediction = translator(source)[0].as_tensor()
+    prediction = translator(source, fill_background=False)[0].as_tensor()  # the model's own output
     if protocol == "synthrad2025":
         try:
             return synthrad2025(prediction, target[0].as_tensor(), mask)
@@ -310,7 +312,7 @@ def _case_volumes(translator: Translator, case: Any, label: str) -> Any:
     to_ras = Orientation(axcodes="RAS", labels=RAS_LABELS)
     source = to_ras(load_volume(case.source))
     target = to_ras(load_volume(case.target))
-    synthetic = to_ras(translator(load_volume(case.source)))
+    synthetic = to_ras(translator(load_volume(case.source), fill_background=False))  # as scored
     mask = to_ras(load_volume(case.mask)) if case.mask else torch.ones_like(target)
     spacing = tuple(float(v) for v in affine_to_spacing(target.affine, r=3))
     arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (source, synthetic, target, mask)]

@@ -16,6 +16,7 @@ from monai.data import MetaTensor
 from medxlate.checkpoint import checkpoint_field, load_checkpoint
 from medxlate.errors import CheckpointError, GeometryError, InputDataError
 from medxlate.inference import lift
+from medxlate.inference.background import fill_outside_body
 from medxlate.inference.device import resolve_device
 from medxlate.inference.finite import check_finite_input, check_finite_output, check_finite_weights
 from medxlate.inference.loading import build_generator_from_spec, checked_strategy
@@ -153,13 +154,20 @@ class Translator:
         translator.provenance["mlflow_model_uri"] = model_uri
         return translator
 
-    def __call__(self, volume: MetaTensor) -> MetaTensor:
+    def __call__(self, volume: MetaTensor, fill_background: bool = True) -> MetaTensor:
         """Translate a (1, X, Y, Z) volume in source units (CT in HU; MR in its own units).
 
         The volume is translated on the model's training spacing (the configured ``pixdim``, else
         the rule of :mod:`medxlate.transforms.domain`) and the result resampled back onto the
         input's grid; a warning is logged when its intensities or field of view are far from the
         training data's.
+
+        Args:
+            volume: The input with its affine.
+            fill_background: Where the task has a body rule (CT -> MR: CT above -500 HU), set the
+                voxels outside the input's body to the target's background
+                (:mod:`medxlate.inference.background`); ``False`` keeps the generator's output
+                everywhere (``evaluate`` scores that: the model, not this rule).
 
         Returns:
             A MetaTensor on exactly the input's grid and affine, in target units.
@@ -189,7 +197,8 @@ class Translator:
         )
         check_finite_output(output, "translation")
         canonical = MetaTensor(prep.model_to_target(output), affine=source.affine.clone())
-        return restore_grid(canonical, volume, resampled=pixdim is not None)
+        result = restore_grid(canonical, volume, resampled=pixdim is not None)
+        return fill_outside_body(result, volume, prep) if fill_background else result
 
     def model_spacing(self, volume: MetaTensor) -> tuple[float, float, float] | None:
         """The spacing (mm) ``volume`` is resampled to before the model sees it, or ``None`` (its own).

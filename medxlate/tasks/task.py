@@ -15,6 +15,12 @@ Normalisers (:data:`NORMALISERS`, each invertible):
   percentile window (:func:`medxlate.xray.radiograph`) is mapped to [-1, 1]. Its inverse maps back
   to that window's [0, 1] display domain (the physical line integrals are not recoverable).
 
+Outside the body: a task whose source has a body rule (:data:`BODY_THRESHOLD`, CT: -500 HU, the rule
+``prepare`` computes training masks with) records it as ``source_body_threshold``; translations set
+every voxel outside the input's body mask (:func:`medxlate.data.bodymask.body_mask_from_ct`) to the
+target's background, the model's air (-1) mapped to target units. Air in the input stays air in the
+output instead of showing what the generator makes of it (noise, transposed-convolution patterns).
+
 Geometry rules between the roles:
 
 * ``same_grid``: source, target and mask on one voxel grid (CT <-> MR); the discriminator judges
@@ -26,6 +32,7 @@ Geometry rules between the roles:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -91,6 +98,7 @@ NORMALISERS.register("xray_log")(lambda: Normaliser("xray_log", _xray_log, per_v
 GEOMETRY_RULES = ("same_grid", "projection")
 
 MODALITY_NORMALISER = {"CT": "ct_window", "MR": "mr_percentile"}
+BODY_THRESHOLD = {"CT": -500.0}  # source modality -> body mask threshold in its units (none for MR: arbitrary units)
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,9 @@ class Task:
         geometry: Rule between the roles: ``same_grid`` (source, target and mask on one voxel grid)
             or ``projection`` (2D views of the target volume, see the module docstring).
         mask: Whether an optional body mask role (on the target's grid) is used when present.
+        source_body_threshold: Source voxels above it (source units) are body candidates of the
+            input's body mask; outside that mask translations are set to the target's background.
+            ``None``: no body rule for this source, translations are kept everywhere.
     """
 
     name: str
@@ -115,6 +126,7 @@ class Task:
     target_normaliser: str
     geometry: Literal["same_grid", "projection"] = "same_grid"
     mask: bool = True
+    source_body_threshold: float | None = None
 
     @property
     def conditional_discriminator(self) -> bool:
@@ -135,19 +147,33 @@ class Task:
             "target_normaliser": self.target_normaliser,
             "geometry": self.geometry,
             "mask": self.mask,
+            "source_body_threshold": self.source_body_threshold,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         """Rebuild from :meth:`to_dict` output (e.g. a checkpoint's record).
 
+        Records written before ``source_body_threshold`` existed take the registered task's (they
+        were trained for that task; the rule only concerns what translations write outside the body).
+
         Raises:
-            CheckpointError: if fields are missing or unknown, or a normaliser/geometry is not known.
+            CheckpointError: if fields are missing or unknown, or a normaliser/geometry/threshold is not known.
         """
+        if "source_body_threshold" not in data and isinstance(data.get("name"), str) and data["name"] in TASKS:
+            data = {**data, "source_body_threshold": get_task(data["name"]).source_body_threshold}
         try:
             task = cls(**data)
         except TypeError as e:
             raise CheckpointError(f"checkpoint task record is not understood: {e}") from e
+        threshold = task.source_body_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+        ):
+            raise CheckpointError(
+                f"checkpoint task record '{task.name}': source_body_threshold {threshold!r}; "
+                "expected a finite number or null"
+            )
         try:
             task.normaliser("source"), task.normaliser("target")
         except RegistryError as e:
@@ -159,7 +185,8 @@ class Task:
 
 def _pair(source: str, target: str) -> Callable[[], Task]:
     name = f"{source.lower()}2{target.lower()}"
-    return lambda: Task(name, source, target, MODALITY_NORMALISER[source], MODALITY_NORMALISER[target])
+    normalisers = MODALITY_NORMALISER[source], MODALITY_NORMALISER[target]
+    return lambda: Task(name, source, target, *normalisers, source_body_threshold=BODY_THRESHOLD.get(source))
 
 
 TASKS: Registry[Task] = Registry("task")

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+from monai.data.utils import compute_importance_map
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from medxlate.errors import CheckpointError, ConfigError, DeviceMemoryError
@@ -17,6 +18,7 @@ from medxlate.inference import (
     strategy_from_dict,
     strategy_to_dict,
 )
+from medxlate.inference.strategy import gaussian_weights
 from medxlate.models import build_generator
 from medxlate.transforms import pad_in_plane, stack_context
 
@@ -119,6 +121,45 @@ def test_sliding_window_covers_any_size_exactly(shape: tuple[int, int, int], mod
     output = infer_volume(Pointwise(), source, strategy, 4, CPU)
     assert output.shape == (1, *shape) and output.dtype == torch.float32
     torch.testing.assert_close(output, Pointwise()(source[None])[0], rtol=1e-6, atol=1e-6)
+
+
+class WrongAtBorder(torch.nn.Module):
+    """A window-position-dependent 'generator' ignoring its input: 1 on the window's outer voxel
+    layer, 0 inside, like a network whose zero padding spoils the voxels next to a window's border."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], 1, *x.shape[2:])
+        for axis in range(2, x.dim()):
+            out.index_fill_(axis, torch.tensor([0, x.shape[axis] - 1]), 1.0)
+        return out
+
+
+@pytest.mark.parametrize(("overlap", "limit"), [(0.25, 0.07), (0.5, 0.01)])
+def test_gaussian_windows_fade_out_to_their_borders(overlap: float, limit: float) -> None:
+    """A constant input blended from windows wrong at their borders: inside the volume (whose own
+    outer layer only the border of one window covers) every window border is outweighed by the
+    neighbour's interior. MONAI's map, floored at 1e-3, weighed borders like interiors where the
+    three Gaussian tails multiply below the floor: 0.875 (0.75 at overlap 0.5) inside, as seams."""
+    strategy = SlidingWindowStrategy(roi_size=(16, 16, 8), overlap=overlap, sw_batch_size=4)
+    output = infer_volume(WrongAtBorder(), -torch.ones(1, 40, 36, 20), strategy, 4, CPU)
+    inside = output[0, 1:-1, 1:-1, 1:-1]
+    assert float(inside.max()) < limit, float(inside.max())
+    assert float(output[0, 0].min()) == pytest.approx(1.0)  # the volume's edge: one window's border only
+
+
+def test_gaussian_weights_are_monais_gaussian_without_its_floor() -> None:
+    roi = (96, 96, 16)
+    weights = gaussian_weights(roi)
+    monai = compute_importance_map(roi, mode="gaussian", sigma_scale=0.125)
+    assert weights.shape == roi and weights.dtype == torch.float32
+    above = monai > 2e-3  # MONAI's floor (1e-3) covers 58 % of this window
+    torch.testing.assert_close(weights[above], monai[above], rtol=1e-5, atol=1e-7)
+    assert float((monai <= 1e-3).float().mean()) > 0.5
+    corner = float(torch.exp(torch.tensor(-0.5 * (47.5 / 12) ** 2 * 2 - 0.5 * (7.5 / 2) ** 2)))
+    assert float(weights.min()) == pytest.approx(corner, rel=1e-4) and corner > 1e-12
+    torch.testing.assert_close(weights, weights.flip(0).flip(1).flip(2))
+    assert build_inferer(SlidingWindowStrategy(roi_size=roi)).roi_weight_map is not None
+    assert build_inferer(SlidingWindowStrategy(roi_size=roi, mode="constant")).roi_weight_map is None
 
 
 def test_sliding_window_with_a_3d_unet_matches_one_window_and_blends_overlaps() -> None:
