@@ -91,6 +91,11 @@ def resume_path(resume: str | Path | None, out_dir: Path) -> Path | None:
     return path
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of an atomic write (left there only by an interrupted one)."""
+    return _TEMPORARY.match(name) is not None
+
+
 def clean_stale_temporaries(folder: Path) -> list[Path]:
     """Delete temporary files an interrupted atomic write left in ``folder`` (e.g. SIGKILL mid-save).
 
@@ -99,7 +104,7 @@ def clean_stale_temporaries(folder: Path) -> list[Path]:
     """
     if not folder.is_dir():
         return []
-    removed = [path for path in sorted(folder.iterdir()) if path.is_file() and _TEMPORARY.match(path.name)]
+    removed = [path for path in sorted(folder.iterdir()) if path.is_file() and is_temporary(path.name)]
     for path in removed:
         path.unlink(missing_ok=True)
         logger.info("removed %s, left by an interrupted checkpoint write", path.name)
