@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -25,13 +25,48 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: if the file cannot be written (full disk, quota, no permission), naming ``path``
+            and the cause; an earlier file at ``path`` is left as it was and no temporary file remains.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(content, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        _torch_save(content, handle)
     return path
+
+
+def _torch_save(content: dict[str, Any], handle: BinaryIO) -> None:
+    """``torch.save`` into an open Python file, so that a refused write surfaces as the ``OSError`` it is.
+
+    Given a path, PyTorch's own C++ writer reports a full disk as ``RuntimeError("[enforce fail at
+    inline_container.cc] . PytorchStreamWriter failed writing file data/0: file write failed")``, the
+    cause (errno) lost. Through a Python file the write raises ``OSError(ENOSPC)``, which PyTorch then
+    hides behind a ``RuntimeError`` of its zip writer's clean-up: that ``OSError`` is raised instead.
+    """
+    try:
+        torch.save(content, handle)
+    except RuntimeError as e:
+        cause = _chained_os_error(e)
+        if cause is not None:
+            raise OSError(cause.errno, cause.strerror or str(cause)) from e
+        if "inline_container" not in str(e) and "PytorchStreamWriter" not in str(e):
+            raise  # not a write failure: a bug, keep its traceback
+        raise OSError(None, str(e).split("] . ", 1)[-1]) from e
+
+
+def _chained_os_error(error: BaseException) -> OSError | None:
+    """The first ``OSError`` among ``error``'s causes and contexts (cycles are cut)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

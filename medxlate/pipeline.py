@@ -79,7 +79,7 @@ def run_pipeline(
     if "train" in recipe.stages:  # fail before preparing anything if training would be refused
         from medxlate.training.outputs import check_fresh_output
 
-        check_fresh_output(out / "train", cfg.train.resume, cfg.train.overwrite)
+        check_fresh_output(out / "train", cfg.train.resume, cfg.train.overwrite, cfg.data.cache_dir)
     # Under torchrun every stage but training runs on rank 0 while the other ranks wait.
     runtime = start_runtime(cfg.train.device, cfg.data.batch_size, cfg.train.dist_timeout_s)
     try:

@@ -228,11 +228,15 @@ def test_unknown_loss_fails_before_any_run_is_opened(
 
 
 INTERRUPTED_VERIFY = """
-import sys, time, types
+import signal, sys, time, types
+# Python turns SIGINT into KeyboardInterrupt only if SIGINT was not ignored when it started; a
+# background job of a non-interactive shell (CI, a loaded test runner) inherits it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 fake = types.ModuleType("medxlate.data")
 def verify_dataset(path):
-    print("ready", file=sys.stderr, flush=True)
-    time.sleep(60)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    print("ready", file=sys.stderr, flush=True)  # inside the command, the handler installed
+    time.sleep(60)  # until interrupted
 fake.verify_dataset = verify_dataset
 sys.modules["medxlate.data"] = fake
 sys.argv = ["medxlate", "verify", "some_dataset"]
@@ -243,12 +247,21 @@ main()
 
 def test_ctrl_c_exits_130() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", INTERRUPTED_VERIFY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    # Start the child with SIGINT ignored, as a background job is: it must not depend on how pytest was started.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", INTERRUPTED_VERIFY],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert proc.stderr is not None
-        assert proc.stderr.readline().strip() == "ready"
+        assert proc.stderr.readline().strip() == "ready"  # blocks until the child is in the command
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_path", "clean_stale_temporaries", "write_bytes_atomic"]
+__all__ = ["atomic_dir", "atomic_path", "clean_stale_temporaries", "is_temporary", "write_bytes_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,11 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary of an atomic write (left in a folder only by an interrupted one)."""
+    return _TEMPORARY.match(name) is not None
+
+
 def clean_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporaries an interrupted atomic write left in ``folder`` (e.g. SIGKILL mid-save).
 
@@ -121,7 +126,7 @@ def clean_stale_temporaries(folder: Path) -> list[Path]:
     """
     if not folder.is_dir():
         return []
-    removed = [path for path in sorted(folder.iterdir()) if _TEMPORARY.match(path.name)]
+    removed = [path for path in sorted(folder.iterdir()) if is_temporary(path.name)]
     for path in removed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

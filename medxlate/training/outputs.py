@@ -6,7 +6,9 @@
 2. locks the folder (:func:`medxlate.io.lock.folder_lock`): a second training into it fails at once,
    naming the first (pid, host, start time);
 3. refuses a folder that already holds files unless the config asks to continue that run
-   (``train.resume``) or to replace it (``train.overwrite: true``, CLI ``--overwrite``).
+   (``train.resume``) or to replace it (``train.overwrite: true``, CLI ``--overwrite``);
+4. refuses ``train.resume: latest`` (``--resume``) when there is no ``last.pt`` to continue from but
+   the folder holds a run's outputs (``model.pt``...): starting afresh would replace them.
 """
 
 from __future__ import annotations
@@ -17,35 +19,64 @@ from pathlib import Path
 
 from medxlate.config import ExperimentConfig
 from medxlate.errors import OutputError
+from medxlate.io.atomic import is_temporary
 from medxlate.io.guard import guard_output
 from medxlate.io.lock import LOCK_NAME, folder_lock
+from medxlate.training.resume import CHECKPOINT_NAME
 
 __all__ = ["check_fresh_output", "claim_output_dir"]
 
 _SHOWN = 5
+_CACHE_NAME = "data_cache"  # the default data.cache_dir, inside the output folder
 
 
-def check_fresh_output(out_dir: Path, resume: Path | str | None, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless resuming or overwriting.
+def check_fresh_output(
+    out_dir: Path, resume: Path | str | None, overwrite: bool, cache_dir: Path | None = None
+) -> None:
+    """Refuse a non-empty output folder unless resuming or overwriting; refuse ``--resume`` over a run's outputs.
 
     Args:
         out_dir: ``train.output_dir``.
         resume: ``train.resume`` (``latest`` or a checkpoint; a non-empty folder is expected then).
         overwrite: ``train.overwrite``.
+        cache_dir: ``data.cache_dir`` (``None``: ``out_dir/data_cache``), which a run fills before its
+            first checkpoint.
 
     Raises:
-        OutputError: the folder holds files and neither ``resume`` nor ``overwrite`` is set.
+        OutputError: the folder holds files and neither ``resume`` nor ``overwrite`` is set; or
+            ``resume`` is ``latest``, there is no ``last.pt`` and the folder holds what a run leaves
+            (``model.pt``, ``config.yaml``...), which a fresh start would replace.
     """
-    if resume is not None or overwrite or not out_dir.is_dir():
+    if overwrite or not out_dir.is_dir():
         return
-    found = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
-    if not found:
-        return
-    shown = ", ".join(found[:_SHOWN]) + (f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else "")
-    raise OutputError(
-        f"train.output_dir {out_dir}: already holds {shown} (an earlier run); expected an empty or new folder, "
-        "train.resume: latest (--resume) to continue that run, or train.overwrite: true (--overwrite) to replace it"
-    )
+    if resume is None:
+        found = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+        if found:
+            raise OutputError(
+                f"train.output_dir {out_dir}: already holds {_listed(found)} (an earlier run); expected an empty or "
+                "new folder, train.resume: latest (--resume) to continue that run, or train.overwrite: true "
+                "(--overwrite) to replace it"
+            )
+    elif str(resume) == "latest" and not (out_dir / CHECKPOINT_NAME).is_file():
+        # A run stopped before its first checkpoint leaves only its cache (and temporaries): starting afresh is
+        # what --resume promises then, so a requeued job can always pass it. Anything else is a run's output.
+        cache = (out_dir / _CACHE_NAME if cache_dir is None else Path(cache_dir)).resolve()
+        found = sorted(
+            p.name
+            for p in out_dir.iterdir()
+            if p.name != LOCK_NAME and not is_temporary(p.name) and p.resolve() != cache
+        )
+        if found:
+            raise OutputError(
+                f"train.output_dir {out_dir}: --resume (train.resume: latest) found no {CHECKPOINT_NAME} to continue "
+                f"from, but the folder holds {_listed(found)} (an earlier run), which a fresh start would replace; "
+                f"expected {CHECKPOINT_NAME} there, --resume-from CHECKPOINT to continue from another checkpoint, or "
+                "--overwrite without --resume (train.overwrite: true) to start again and replace that run"
+            )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
 @contextmanager
@@ -67,9 +98,9 @@ def claim_output_dir(cfg: ExperimentConfig, *, lock: bool = True) -> Iterator[Pa
     out_dir = Path(cfg.train.output_dir)
     guard_output(out_dir, [cfg.data.dataset], "train.output_dir")
     if not lock:
-        check_fresh_output(out_dir, cfg.train.resume, cfg.train.overwrite)
+        check_fresh_output(out_dir, cfg.train.resume, cfg.train.overwrite, cfg.data.cache_dir)
         yield out_dir
         return
     with folder_lock(out_dir, f"medxlate train {cfg.name}"):
-        check_fresh_output(out_dir, cfg.train.resume, cfg.train.overwrite)
+        check_fresh_output(out_dir, cfg.train.resume, cfg.train.overwrite, cfg.data.cache_dir)
         yield out_dir
