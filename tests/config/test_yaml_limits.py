@@ -102,6 +102,13 @@ def test_absurd_sizes_name_key_value_and_range(
         validate_config(raw)
 
 
+def test_prepare_config_counts_are_bounded() -> None:
+    with pytest.raises(ConfigError, match=r"'registration.iterations': expected an integer in \[1, 100000\]"):
+        load_prepare_config(None, {"registration.iterations": 10**12})
+    with pytest.raises(ConfigError, match=r"'scan_workers': expected an integer in \[1, 1024\] \(found 1000000\)"):
+        load_prepare_config(None, {"scan_workers": 10**6})
+
+
 def test_3d_patch_and_xray_grid_are_bounded(tmp_path: Path) -> None:
     raw = tiny_config(tmp_path / "d", tmp_path / "o")
     raw["data"].update(spatial_dims=3, patch_size=[32, 32, 100000])
