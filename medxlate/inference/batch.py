@@ -28,6 +28,7 @@ from medxlate.inference.translator import Translator
 from medxlate.io.atomic import atomic_path
 from medxlate.io.load import VOLUME_SUFFIXES
 from medxlate.io.provenance import sha256_file
+from medxlate.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def translate_batch(
         output_dir: Where outputs and the summary go (created).
         output_format: ``nifti`` or ``dicom``.
         split: Which split of a prepared dataset.
-        progress: Show a progress bar on stderr.
+        progress: Show progress on stderr (a bar on a terminal, else a line per volume).
 
     Returns:
         The per-item rows and the summary path.
@@ -161,8 +162,6 @@ def translate_batch(
         InputDataError: if nothing translatable is found.
         OutputError: if ``output_dir`` is or lies inside ``input_root``.
     """
-    from tqdm import tqdm
-
     from medxlate.io.dicom_export import read_source_series
     from medxlate.io.guard import guard_output
     from medxlate.io.save import sidecar_path
@@ -173,7 +172,7 @@ def translate_batch(
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if output_format == "dicom" else ".nii.gz"
     rows = []
-    for item in tqdm(items, desc="translate", unit="volume", disable=not progress):
+    for item in track(items, desc="translate", unit="volume", enabled=progress):
         target = out / f"{item.name}_synthetic_{translator.target_modality.lower()}{suffix}"
         row = {"input": item.input, "output": str(target), "status": "", "seconds": "", "message": ""}
         if sidecar_path(target).is_file():  # written last: the output is complete

@@ -29,6 +29,7 @@ import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from medxlate.errors import CheckpointError, ConfigError
+from medxlate.progress import show_bar
 
 __all__ = [
     "BLEND_MODES",
@@ -226,7 +227,7 @@ def build_inferer(
 
     Args:
         strategy: A :class:`SliceStrategy`, :class:`SlidingWindowStrategy` or :class:`LiftStrategy`.
-        progress: Show MONAI's progress bar over batches (tqdm, on stderr).
+        progress: Show MONAI's progress bar over batches (on stderr, and only on a terminal).
 
     Returns:
         An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)`` (``lift``: ``(B, V, S, S)`` views).
@@ -235,7 +236,11 @@ def build_inferer(
         return LiftInferer()
     if isinstance(strategy, SliceStrategy):
         return SliceInferer(
-            spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=progress
+            spatial_dim=2,
+            roi_size=(-1, -1),
+            sw_batch_size=strategy.sw_batch_size,
+            cval=AIR,
+            progress=show_bar(progress),
         )
     return SlidingWindowInferer(
         roi_size=strategy.roi_size,
@@ -244,5 +249,5 @@ def build_inferer(
         mode=strategy.mode,
         padding_mode="constant",
         cval=AIR,
-        progress=progress,
+        progress=show_bar(progress),
     )
