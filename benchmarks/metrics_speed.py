@@ -132,8 +132,9 @@ def methods(
     """(device, name, call) for every method and device, bound to (B, 1, *spatial) inputs."""
     out = [("cpu", "skimage", partial(skimage_method(data_range, np.float32), pred, target))]
     monai = monai_ssim(pred.ndim - 2, data_range)
+    ours = partial(ssim, data_range=data_range, spatial_dims=pred.ndim - 2)
     for device in devices:
-        out.append((device, "medxlate", torch_method(partial(ssim, data_range=data_range), pred, target, device)))
+        out.append((device, "medxlate", torch_method(ours, pred, target, device)))
         if monai is not None:
             out.append((device, "monai", torch_method(monai, pred, target, device)))
     return out

@@ -45,7 +45,20 @@ _EXPORTS: dict[str, str] = {
     "train": "medxlate.api",
     "verify_dataset": "medxlate.data",
 }
-_SUBMODULES = ("metrics",)
+# every subpackage is an attribute of the top level, imported on first access like the names above
+_SUBMODULES = (
+    "config",
+    "data",
+    "inference",
+    "io",
+    "metrics",
+    "models",
+    "tasks",
+    "tracking",
+    "training",
+    "transforms",
+    "xray",
+)
 
 __all__ = [
     "CheckpointError",
@@ -59,23 +72,33 @@ __all__ = [
     "RegistryError",
     "Translator",
     "__version__",
+    "config",
+    "data",
     "evaluate",
     "fingerprint_dataset",
+    "inference",
+    "io",
     "load_config",
     "load_series",
     "load_volume",
     "metrics",
+    "models",
     "prepare_dataset",
     "run_pipeline",
     "run_prepare",
     "save_volume",
     "scan_dicom",
+    "tasks",
+    "tracking",
     "train",
+    "training",
+    "transforms",
     "verify_dataset",
+    "xray",
 ]
 
 if TYPE_CHECKING:
-    from medxlate import metrics
+    from medxlate import config, data, inference, io, metrics, models, tasks, tracking, training, transforms, xray
     from medxlate.api import train
     from medxlate.config import ExperimentConfig, load_config
     from medxlate.data import fingerprint_dataset, prepare_dataset, run_prepare, verify_dataset

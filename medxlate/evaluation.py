@@ -16,14 +16,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medxlate.data import read_dataset
 from medxlate.data.ct_source import CtCase, CtSource, read_ct_source
@@ -37,6 +35,7 @@ from medxlate.io.guard import guard_output
 from medxlate.metrics import synthrad2025
 from medxlate.metrics.summary import finite_case_means, split_reference_constants
 from medxlate.metrics.volume import volume_metrics
+from medxlate.progress import track
 from medxlate.tracking import Tracker
 from medxlate.tracking.base import as_params
 
@@ -93,7 +92,7 @@ def evaluate(
             ``data_range`` and ``ceiling_*``, logged as params of that name; the per-case values as the table
             ``evaluation/<split>_<protocol>_per_case.json`` and the files as artifacts.
         device: Inference device.
-        progress: Show a progress bar over the cases (tqdm, on stderr).
+        progress: Show progress over the cases on stderr (a bar on a terminal, else a line per case).
         protocol: ``default`` or ``synthrad2025`` (synthetic CT vs. real CT in HU, inside the mask;
             metrics ``mae``, ``psnr``, ``ms_ssim`` exactly as the challenge computes them).
         report: Also draw ``metrics_boxplots.png`` (one box plot per metric, every case a point)
@@ -123,7 +122,7 @@ def evaluate(
         hint = f"; splits with cases: {', '.join(found)}" if found else ""
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate{hint}")
     per_case: dict[str, dict[str, float]] = {}
-    for case in tqdm(cases, desc=f"evaluate {split}", unit="case", disable=not progress, file=sys.stderr):
+    for case in track(cases, desc=f"evaluate {split}", unit="case", enabled=progress):
         if lifted:
             per_case[case.id] = _score_lift_case(translator, case, protocol)[2]
         else:

@@ -1,8 +1,10 @@
-"""``--json``: one JSON document on stdout and nothing else there; progress bars go to stderr."""
+"""``--json``: one JSON document on stdout and nothing else there; progress goes to stderr: a bar on a
+terminal, plain lines (never bar redraws) elsewhere."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,10 @@ def test_translate_json_and_progress(
     assert code == 0, err
     assert json.loads(out) == {"output": str(output), "provenance": str(tmp_path / "syn.json"), "input": str(source)}
     assert output.is_file() and (tmp_path / "syn.json").is_file()
-    assert "100%|" in err  # slice progress on stderr
+    assert "\r" not in err and "%|" not in err  # stderr is not a terminal here: no bar redraws
+    monkeypatch.setattr("medxlate.progress.on_terminal", lambda: True)
     code, out, err = run_cli(monkeypatch, capsys, "translate", str(checkpoint), str(source), str(output))
-    assert code == 0 and out == f"synthetic volume: {output}\n" and "100%|" in err
+    assert code == 0 and out == f"synthetic volume: {output}\n" and "100%|" in err  # slice bar on a terminal
 
 
 def test_evaluate_json_and_progress(
@@ -62,7 +65,12 @@ def test_evaluate_json_and_progress(
     assert result["split"] == "val" and list(result["per_case"]) == ["case_001"]
     assert result["mean"] == pytest.approx(summary["mean"], rel=1e-12)
     assert result["csv"] == str(tmp_path / "ev" / "metrics_per_case.csv")
-    assert "evaluate val: 100%|" in err and "1/1" in err
+    assert re.search(r"^evaluate val: 1/1 cases \(\d+\.\d s\)$", err, re.MULTILINE), err  # one line per case
+    assert "\r" not in err and "%|" not in err
+    monkeypatch.setattr("medxlate.progress.on_terminal", lambda: True)
+    args = ("evaluate", str(checkpoint), str(dataset), "--out-dir", str(tmp_path / "ev2"), "--json")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "evaluate val: 100%|" in err and "1/1" in err  # a bar on a terminal
 
 
 def test_train_json(
@@ -83,6 +91,7 @@ def test_train_json(
     result = json.loads(out)
     assert result["checkpoint"] == str(tmp_path / "run" / "last.pt") and (tmp_path / "run" / "last.pt").is_file()
     assert set(result) == {"checkpoint", "run_id", "metrics"} and "ssim_body" in result["metrics"]
+    assert "\r" not in err and "%|" not in err and "epoch 1/1" not in err  # no step bar off a terminal
 
 
 def test_scan_json_redacts_the_paths_of_an_export(

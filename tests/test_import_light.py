@@ -54,6 +54,26 @@ def test_public_names_resolve_lazily() -> None:
         raise AssertionError("unknown attribute did not raise")
 
 
+def test_every_subpackage_is_a_lazy_attribute() -> None:
+    """``mx.xray`` works like ``mx.metrics``: each subpackage is listed and imported on first access only."""
+    import medxlate
+
+    packages = sorted(p.parent.name for p in (REPO / "medxlate").glob("*/__init__.py"))
+    assert "xray" in packages and sorted(medxlate._SUBMODULES) == packages
+    code = f"""
+import sys
+import medxlate as mx
+assert not any(m.startswith("medxlate.") for m in sys.modules), sorted(sys.modules)
+for name in {packages!r}:
+    module = getattr(mx, name)
+    assert module is sys.modules["medxlate." + name], name
+print(mx.xray.__name__, mx.metrics.ssim.__module__)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["medxlate.xray", "medxlate.metrics.structural"]
+
+
 BLOCKED_CORE = """
 import importlib.abc, sys
 
@@ -80,8 +100,8 @@ out = Translator(generator, prep, device="cpu")(source)
 assert out.shape == source.shape and bool(torch.isfinite(out).all())
 assert torch.equal(out.affine.to(torch.float64), affine)
 slices = out.as_tensor().permute(3, 0, 1, 2)  # (Z, 1, X, Y): a batch of 2D slices
-torch.testing.assert_close(metrics.ssim(slices, slices, data_range=100.0), torch.ones(3))
-torch.testing.assert_close(metrics.mae(slices, slices + 2.0), torch.full((3,), 2.0))
+torch.testing.assert_close(metrics.ssim(slices, slices, data_range=100.0, spatial_dims=2), torch.ones(3))
+torch.testing.assert_close(metrics.mae(slices, slices + 2.0, spatial_dims=2), torch.full((3,), 2.0))
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("mlflow", "SimpleITK"))
 print("ok", loaded)
 """

@@ -13,6 +13,86 @@ from pydantic import BaseModel, ValidationError
 from medxlate.config.schema import ExperimentConfig
 from medxlate.errors import ConfigError
 
+# A YAML document may expand (aliases, merge keys) to at most this many nodes and nest this deep. A real
+# config has a few hundred nodes and fewer than ten levels; an alias bomb (nine levels of nine aliases,
+# 600 bytes) expands to ~10**9 and would hang every consumer that walks the tree.
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+def safe_load_bounded(text: str, source: str = "<yaml>") -> Any:
+    """``yaml.safe_load`` that refuses documents expanding beyond :data:`MAX_YAML_NODES` nodes or nesting
+    deeper than :data:`MAX_YAML_DEPTH` levels, and recursive aliases (an anchor used inside itself).
+
+    The node graph is checked after composing (where an alias is one shared node) and before
+    constructing Python objects, so a bomb is refused in time linear in its size.
+
+    Args:
+        text: The YAML document.
+        source: Where the text came from (a file name), for the message.
+
+    Returns:
+        The parsed document (``None`` for an empty one).
+
+    Raises:
+        ConfigError: for a document over the limits or with a recursive alias.
+        yaml.YAMLError: for text that is not valid YAML.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError as e:  # the composer recurses once per nesting level
+            raise ConfigError(f"{source}: YAML nested too deeply (expected at most {MAX_YAML_DEPTH} levels)") from e
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Count the nodes ``root`` expands to (each alias counted in full), iteratively, memoised per node."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{source}: YAML expands to more than {MAX_YAML_NODES} values (through anchors and aliases); "
+                    "expected a plain config"
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: YAML nested too deeply (expected at most {MAX_YAML_DEPTH} levels)")
+        on_path.add(id(node))
+        stack.append((node, depth, True))
+        for child in children:
+            if id(child) in on_path:
+                mark = child.start_mark
+                raise ConfigError(
+                    f"{source}: recursive YAML alias: the anchor at line {mark.line + 1}, column {mark.column + 1} "
+                    "is used inside itself; expected a tree"
+                )
+            if id(child) not in sizes:
+                stack.append((child, depth + 1, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
+
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping.
@@ -30,7 +110,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (expected a YAML file)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_bounded(path.read_text(encoding="utf-8"), source=str(path))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if data is None:
@@ -77,7 +157,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.epochs=2")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = safe_load_bounded(value, source=f"override {text!r}")
     except yaml.YAMLError as e:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {e}") from e
     return key.strip(), parsed

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medxlate.config.bounds import Count, Threads
 from medxlate.config.schema import _Frozen
 
 DEFAULT_EXCLUDE = (r"localizer|localiser|scout|topogram|surview|scanogram|survey|pilot",)
@@ -113,13 +114,13 @@ class RegistrationConfig(_Frozen):
     initializer: Literal["none", "geometry", "moments"] = "none"
     histogram_bins: int = Field(default=32, ge=8, le=256)
     sampling_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
-    iterations: int = Field(default=100, ge=1)
+    iterations: Count = 100
     learning_rate: float = Field(default=2.0, gt=0.0)
     min_step: float = Field(default=1e-3, gt=0.0)
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     seed: int = Field(default=1, ge=1)
-    threads: int | None = Field(default=1, ge=1)
+    threads: Threads | None = 1
 
     @model_validator(mode="after")
     def _levels_agree(self) -> RegistrationConfig:
@@ -192,7 +193,7 @@ class PrepareConfig(_Frozen):
     grid_mismatch: Literal["error", "resample"] = "error"
     ct_clip_min_hu: float | None = -1024.0
     on_case_error: Literal["raise", "skip"] = "raise"
-    scan_workers: int | None = Field(default=None, ge=1)
+    scan_workers: Threads | None = None
     allow_outside_paths: bool = False
 
     def output_settings(self) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from medxlate.config.bounds import BatchSize, Count, Spacing, Threads, Voxels, Workers, between
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -88,13 +90,13 @@ class DataConfig(_Frozen):
     task: str = "ct2mr"
     spatial_dims: Literal[2, 3] = 2
     context_slices: int = Field(default=0, ge=0, le=8)
-    patch_size: tuple[int, int, int] | None = None
-    patches_per_volume: int = Field(default=8, ge=1)
+    patch_size: tuple[Voxels, Voxels, Voxels] | None = None
+    patches_per_volume: Count = 8
     foreground_prob: float = Field(default=0.9, ge=0.0, le=1.0)
-    pixdim: tuple[float, float, float] | None = None
+    pixdim: tuple[Spacing, Spacing, Spacing] | None = None
     source_window: tuple[float, float] = (-1024.0, 3071.0)
     target_percentiles: tuple[float, float] = (0.5, 99.5)
-    batch_size: int = Field(default=4, ge=1)
+    batch_size: BatchSize = 4
     flip_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     cache_dir: Path | None = None
     cache_volumes: int = Field(default=4, ge=0)
@@ -109,20 +111,6 @@ class DataConfig(_Frozen):
     def _increasing(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not value[0] < value[1]:
             raise ValueError(f"expected an increasing pair [low, high], got {list(value)}")
-        return value
-
-    @field_validator("pixdim")
-    @classmethod
-    def _positive_spacing(cls, value: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
-        if value is not None and min(value) <= 0:
-            raise ValueError(f"expected positive spacings in mm, got {list(value)}")
-        return value
-
-    @field_validator("patch_size")
-    @classmethod
-    def _positive_patch(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-        if value is not None and min(value) < 1:
-            raise ValueError(f"expected three positive sizes in voxels, got {list(value)}")
         return value
 
     @model_validator(mode="after")
@@ -182,12 +170,12 @@ class XrayConfig(_Frozen):
     """
 
     views: tuple[str | float, ...] = ("PA",)
-    size: int = Field(default=128, ge=8)
+    size: between(8, 512) = 128
     fov_mm: float = Field(default=320.0, gt=0.0)
     sdd_mm: float = Field(default=949.0, gt=0.0)
     sad_mm: float = Field(default=541.0, gt=0.0)
     min_coverage: float = Field(default=0.5, gt=0.0, le=1.0)
-    items_per_volume: int = Field(default=8, ge=1)
+    items_per_volume: Count = 8
     pose_jitter_deg: float = Field(default=3.0, ge=0.0, le=45.0)
     augment: bool = True
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -219,6 +207,20 @@ class ModelConfig(_Frozen):
     @classmethod
     def _known_model(cls, name: str, info: Any) -> str:
         return registered_name(info.field_name, name)
+
+    @field_validator("generator_params", "discriminator_params")
+    @classmethod
+    def _sizes_in_range(cls, params: dict[str, Any], info: Any) -> dict[str, Any]:
+        """Refuse absurd widths and depths (``ngf: 100000000``) at load time, not in the allocator."""
+        from medxlate.errors import ConfigError
+        from medxlate.models.layers import check_size_params
+
+        family = info.field_name.removesuffix("_params")
+        try:
+            check_size_params(params, f"{family} '{info.data.get(family, '?')}'")
+        except ConfigError as e:
+            raise PydanticCustomError("out_of_range", str(e)) from e
+        return params
 
 
 class LossConfig(_Frozen):
@@ -274,7 +276,7 @@ class TrainConfig(_Frozen):
     replaces it (see :mod:`medxlate.training.outputs`).
     """
 
-    epochs: int = Field(default=200, ge=1)
+    epochs: Count = 200
     decay_epochs: int | None = Field(default=None, ge=0)
     lr: float = Field(default=2e-4, gt=0.0)
     beta1: float = Field(default=0.5, ge=0.0, lt=1.0)
@@ -288,12 +290,12 @@ class TrainConfig(_Frozen):
     compile: bool = False
     channels_last: bool = False
     cudnn_benchmark: bool = True
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: Workers = 0
     dist_timeout_s: float = Field(default=1800.0, gt=0.0)
     overwrite: bool = False
     log_every: int = Field(default=10, ge=1)
     max_steps_per_epoch: int | None = Field(default=None, ge=1)
-    num_threads: int | None = Field(default=None, ge=1)
+    num_threads: Threads | None = None
 
     @model_validator(mode="after")
     def _decay_within_epochs(self) -> TrainConfig:
@@ -320,18 +322,11 @@ class EvalConfig(_Frozen):
         blend_mode: 3D only: ``gaussian`` (window centres weigh more, no seams) or ``constant``.
     """
 
-    sw_batch_size: int = Field(default=8, ge=1)
+    sw_batch_size: BatchSize = 8
     montage_slices: int = Field(default=1, ge=1, le=8)
-    roi_size: tuple[int, int, int] | None = None
+    roi_size: tuple[Voxels, Voxels, Voxels] | None = None
     overlap: float = Field(default=0.25, ge=0.0, lt=1.0)
     blend_mode: Literal["gaussian", "constant"] = "gaussian"
-
-    @field_validator("roi_size")
-    @classmethod
-    def _positive_roi(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-        if value is not None and min(value) < 1:
-            raise ValueError(f"expected three positive window sizes in voxels, got {list(value)}")
-        return value
 
 
 class TrackingConfig(_Frozen):

@@ -36,6 +36,7 @@ from medxlate.inference.translator import Translator
 from medxlate.io.atomic import atomic_path, clean_stale_temporaries
 from medxlate.io.load import VOLUME_SUFFIXES
 from medxlate.io.provenance import HASH_FILES_METHOD, hash_files, sha256_file
+from medxlate.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ def translate_batch(
         output_dir: Where outputs and the summary go (created; locked while the batch runs).
         output_format: ``nifti`` or ``dicom``.
         split: Which split of a prepared dataset.
-        progress: Show a progress bar on stderr.
+        progress: Show progress on stderr (a bar on a terminal, else a line per volume).
         identifiers: List inputs by path and leave messages unredacted. Otherwise an input is its
             file name, case id or ``"<modality> series '<description>' (<n> images)"``, and the
             input folder, the paths below it and the series' identifiers are ``<redacted>``.
@@ -282,8 +283,6 @@ def translate_batch(
         OutputError: if ``output_dir`` is or lies inside ``input_root``.
         FolderLockedError: if another process writes into ``output_dir``.
     """
-    from tqdm import tqdm
-
     from medxlate.io.guard import guard_output
     from medxlate.io.lock import folder_lock
 
@@ -295,7 +294,7 @@ def translate_batch(
     rows = []
     with folder_lock(out, "medxlate translate"):
         clean_stale_temporaries(out)  # left by a killed run; ours cannot be in use (we hold the lock)
-        for item in tqdm(items, desc="translate", unit="volume", disable=not progress):
+        for item in track(items, desc="translate", unit="volume", enabled=progress):
             target = out / f"{item.name}_synthetic_{translator.target_modality.lower()}{suffix}"
             start = time.perf_counter()
             status, message = _translate_item(translator, item, target, output_format)

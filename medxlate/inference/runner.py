@@ -48,7 +48,7 @@ def infer_volume(
             sliding windows).
         device: Where the network runs.
         bf16: Use bf16 autocast on CUDA.
-        progress: Show MONAI's progress bar over slice/window batches (tqdm, on stderr).
+        progress: Show MONAI's progress bar over slice/window batches (on stderr, on a terminal only).
 
     Returns:
         (1, X, Y, Z) float32 output on the CPU, same grid as ``source``.

@@ -29,6 +29,7 @@ import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from medxlate.errors import CheckpointError, ConfigError
+from medxlate.progress import show_bar
 
 __all__ = [
     "BLEND_MODES",
@@ -228,7 +229,7 @@ def build_inferer(
 
     Args:
         strategy: A :class:`SliceStrategy`, :class:`SlidingWindowStrategy` or :class:`LiftStrategy`.
-        progress: Show MONAI's progress bar over batches (tqdm, on stderr).
+        progress: Show MONAI's progress bar over batches (on stderr, and only on a terminal).
 
     Returns:
         An inferer called as ``inferer(inputs (1, C, X, Y, Z), network)`` (``lift``: ``(B, V, S, S)`` views).
@@ -237,7 +238,11 @@ def build_inferer(
         return LiftInferer()
     if isinstance(strategy, SliceStrategy):
         return SliceInferer(
-            spatial_dim=2, roi_size=(-1, -1), sw_batch_size=strategy.sw_batch_size, cval=AIR, progress=progress
+            spatial_dim=2,
+            roi_size=(-1, -1),
+            sw_batch_size=strategy.sw_batch_size,
+            cval=AIR,
+            progress=show_bar(progress),
         )
     inferer = SlidingWindowInferer(
         roi_size=strategy.roi_size,
@@ -247,7 +252,7 @@ def build_inferer(
         sigma_scale=SIGMA_SCALE,
         padding_mode="constant",
         cval=AIR,
-        progress=progress,
+        progress=show_bar(progress),
     )
     if strategy.mode == "gaussian":  # MONAI passes the map through unchanged (the window always fits: it pads)
         inferer.roi_weight_map = gaussian_weights(strategy.roi_size)

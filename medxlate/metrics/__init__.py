@@ -3,12 +3,14 @@
 ``ssim`` reproduces scikit-image's Gaussian-weighted SSIM (Wang et al. 2004 settings); ``psnr``
 matches ``skimage.metrics.peak_signal_noise_ratio``. ``data_range`` is always explicit.
 
-Input layout (never guessed from the sizes): plain tensors and batched MetaTensors are
-``(B, C, *spatial)`` with 2 or 3 spatial dims; each function averages channels per sample and
-returns ``(B,)``. An unbatched MONAI ``MetaTensor`` (``is_batch`` False: what ``load_volume`` and
-``Translator`` return) is one image ``(C, *spatial)``, as MONAI defines it; the result is then a
-0-d tensor. Anything else (a 3-dim plain tensor, a 5-dim unbatched MetaTensor) is refused with an
-``InputDataError``. A mask has the inputs' layout with batch/channel axes of size 1 allowed, and
+Input layout (never guessed from the sizes): ``spatial_dims=2`` or ``3`` (as in MONAI's metrics)
+reads ``(B, C, *spatial)`` as a batch and ``(C, *spatial)`` as one image. Without it, an unbatched
+MONAI ``MetaTensor`` (``is_batch`` False: what ``load_volume`` and ``Translator`` return) is one
+image ``(C, *spatial)``, as MONAI defines it, a batched MetaTensor is ``(B, C, *spatial)`` and a
+plain 5-dim tensor is a 3D batch; a plain 4-dim tensor (a 2D batch or one volume, e.g.
+``torch.from_numpy(array)[None]``) is refused with an ``InputDataError`` asking for
+``spatial_dims``. Each function averages channels per sample and returns ``(B,)``, or a 0-d tensor
+for one image. A mask has the inputs' layout with batch/channel axes of size 1 allowed, and
 exactly the images' spatial sizes.
 """
 

@@ -42,26 +42,34 @@ def _is_unbatched_meta(value: torch.Tensor) -> bool:
     return isinstance(value, MetaTensor) and not value.is_batch
 
 
-def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> Pair:
+def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor, spatial_dims: int | None = None) -> Pair:
     """Validate a (pred, target) pair, resolve its layout and cast both to the compute dtype.
 
-    Layout: plain tensors and batched MetaTensors are ``(B, C, *spatial)``. An unbatched MONAI
-    ``MetaTensor`` (``is_batch`` False, e.g. from ``load_volume`` or a ``Translator``) is one image,
-    ``(C, *spatial)``, as MONAI defines it; if either input is one, both are read that way. The
-    layout is never guessed from the sizes. The compute dtype is float64 when either input is
-    float64, else float32 (half-precision and integer inputs are upcast).
+    Layout, never guessed from the sizes:
+
+    * ``spatial_dims`` given (2 or 3): ``spatial_dims + 2`` dims are a batch ``(B, C, *spatial)``,
+      ``spatial_dims + 1`` dims are one image ``(C, *spatial)`` (e.g. ``torch.from_numpy(vol)[None]``).
+    * Not given: an unbatched MONAI ``MetaTensor`` (``is_batch`` False, e.g. from ``load_volume`` or
+      a ``Translator``) is one image ``(C, *spatial)``, as MONAI defines it (if either input is one,
+      both are read that way); a batched MetaTensor is ``(B, C, *spatial)``; a plain 5-dim tensor
+      is a 3D batch. A plain 4-dim tensor could be a 2D batch ``(B, C, X, Y)`` or one volume
+      ``(C, X, Y, Z)`` and is refused: pass ``spatial_dims``.
+
+    The compute dtype is float64 when either input is float64, else float32 (half-precision and
+    integer inputs are upcast).
 
     Args:
         metric: Name of the calling metric, used in messages.
-        pred: ``(B, C, *spatial)`` (or an unbatched MetaTensor ``(C, *spatial)``), 2 or 3 spatial dims.
+        pred: Image(s) in one of the layouts above, 2 or 3 spatial dims.
         target: Same shape and device as ``pred``.
+        spatial_dims: 2 or 3, or ``None`` to read the layout from the tensor type (see above).
 
     Returns:
         The batched pair in the compute dtype (plain tensors) and whether it was unbatched.
 
     Raises:
-        InputDataError: if an input is not a real-valued tensor, the shapes differ, the number of
-            spatial dimensions is not 2 or 3, or the devices differ.
+        InputDataError: if an input is not a real-valued tensor, the shapes differ, the layout is
+            ambiguous or does not fit ``spatial_dims``, or the devices differ.
     """
     for name, value in (("pred", pred), ("target", target)):
         if not isinstance(value, torch.Tensor):
@@ -73,21 +81,7 @@ def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> Pair:
             f"{metric}: pred and target must have the same shape, "
             f"got pred {tuple(pred.shape)} and target {tuple(target.shape)}"
         )
-    unbatched = _is_unbatched_meta(pred) or _is_unbatched_meta(target)
-    if unbatched and pred.ndim - 1 not in SPATIAL_DIMS:
-        raise InputDataError(
-            f"{metric}: an unbatched MetaTensor is one image (C, *spatial) with 2 or 3 spatial dims "
-            f"(3 or 4 dims in all), got shape {tuple(pred.shape)}; pass a batch as plain tensors "
-            "(.as_tensor()) of shape (B, C, *spatial)"
-        )
-    if unbatched:
-        _check_reader_rank(metric, pred, target)
-    if not unbatched and pred.ndim - 2 not in SPATIAL_DIMS:
-        raise InputDataError(
-            f"{metric}: expected (B, C, *spatial) with 2 or 3 spatial dims (4 or 5 dims in all), "
-            f"got shape {tuple(pred.shape)}; a single volume (C, *spatial) is accepted as a MONAI "
-            "MetaTensor (e.g. from load_volume) or with a batch axis added (x[None])"
-        )
+    unbatched = _resolve_layout(metric, pred, target, spatial_dims)
     if pred.device != target.device:
         raise InputDataError(
             f"{metric}: pred and target must be on the same device, got {pred.device} and {target.device}"
@@ -98,6 +92,50 @@ def check_pair(metric: str, pred: torch.Tensor, target: torch.Tensor) -> Pair:
     if unbatched:
         x, y = x[None], y[None]  # (1, C, *spatial)
     return Pair(x, y, unbatched)
+
+
+def _resolve_layout(metric: str, pred: torch.Tensor, target: torch.Tensor, spatial_dims: int | None) -> bool:
+    """Whether the pair is one unbatched image ``(C, *spatial)`` (else a batch); see :func:`check_pair`."""
+    shape = tuple(pred.shape)
+    meta_unbatched = _is_unbatched_meta(pred) or _is_unbatched_meta(target)
+    if spatial_dims is not None:
+        if isinstance(spatial_dims, bool) or spatial_dims not in SPATIAL_DIMS:
+            raise InputDataError(f"{metric}: spatial_dims must be 2 or 3 (or None), got {spatial_dims!r}")
+        if pred.ndim not in (spatial_dims + 1, spatial_dims + 2) or (meta_unbatched and pred.ndim != spatial_dims + 1):
+            raise InputDataError(
+                f"{metric}: spatial_dims={spatial_dims} expects (B, C, *spatial) ({spatial_dims + 2} dims) or one "
+                f"image (C, *spatial) ({spatial_dims + 1} dims), got shape {shape}"
+            )
+        unbatched = pred.ndim == spatial_dims + 1
+    elif meta_unbatched:
+        if pred.ndim - 1 not in SPATIAL_DIMS:
+            raise InputDataError(
+                f"{metric}: an unbatched MetaTensor is one image (C, *spatial) with 2 or 3 spatial dims "
+                f"(3 or 4 dims in all), got shape {shape}; pass a batch as plain tensors "
+                "(.as_tensor()) of shape (B, C, *spatial)"
+            )
+        unbatched = True
+    elif pred.ndim == 5 or (pred.ndim == 4 and _is_batched_meta(pred, target)):
+        unbatched = False
+    elif pred.ndim == 4:
+        raise InputDataError(
+            f"{metric}: a plain tensor of shape {shape} is either a 2D batch (B, C, X, Y) or one volume "
+            "(C, X, Y, Z); pass spatial_dims=2 or spatial_dims=3 (or the volume as a MONAI MetaTensor, "
+            "e.g. from load_volume)"
+        )
+    else:
+        raise InputDataError(
+            f"{metric}: expected (B, C, *spatial) or one image (C, *spatial) with 2 or 3 spatial dims, got "
+            f"shape {shape}; pass spatial_dims to say which"
+        )
+    if unbatched:
+        _check_reader_rank(metric, pred, target)
+    return unbatched
+
+
+def _is_batched_meta(*values: torch.Tensor) -> bool:
+    """A batched MONAI MetaTensor (``is_batch`` True, as collated) is ``(B, C, *spatial)`` by definition."""
+    return any(isinstance(value, MetaTensor) and value.is_batch for value in values)
 
 
 def _check_reader_rank(metric: str, *values: torch.Tensor) -> None:

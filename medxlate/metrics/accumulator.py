@@ -22,7 +22,7 @@ class MetricAccumulator:
 
         acc = MetricAccumulator()
         for pred, target in batches:
-            acc.update(ssim=ssim(pred, target, data_range=2.0), mae=mae(pred, target))
+            acc.update(ssim=ssim(pred, target, data_range=2.0, spatial_dims=2), mae=mae(pred, target, spatial_dims=2))
         acc.summary()  # {"ssim": {"mean": ..., "std": ..., "median": ..., "n": ..., "n_nan": ...}, ...}
     """
 

@@ -22,6 +22,7 @@ def ms_ssim(
     *,
     data_range: float | torch.Tensor,
     mask: torch.Tensor | None = None,
+    spatial_dims: int | None = None,
     weights: Sequence[float] = WANG_WEIGHTS,
     sigma: float = 1.5,
     truncate: float = 3.5,
@@ -38,13 +39,16 @@ def ms_ssim(
     challenge's variant use :func:`medxlate.metrics.synthrad2025`.
 
     Args:
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims; every spatial size at least
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims (or one image ``(C, *spatial)``, laid
+            out as for :func:`medxlate.metrics.ssim`); every spatial size at least
             ``(2r + 1) * 2^(len(weights) - 1)`` (176 voxels for the defaults).
         target: Reference, same shape and device as ``pred``.
         data_range: Dynamic range of the data (a positive number or a ``(B,)`` tensor).
         mask: Optional boolean / 0-1 tensor ``(B or 1, 1 or C, *spatial)``. Each scale's terms are
             averaged over mask voxels inside the valid region; a coarse voxel is inside only if all
             the fine voxels it averages are.
+        spatial_dims: 2 or 3: ``pred`` is ``(B, C, *spatial)`` or one image ``(C, *spatial)`` with
+            that many spatial dims. Needed for plain 4-dim tensors (a 2D batch or one volume).
         weights: One exponent per scale, finest first (fewer scales allow smaller images).
         sigma: Standard deviation of the Gaussian window, in voxels.
         truncate: Window radius in standard deviations.
@@ -59,7 +63,7 @@ def ms_ssim(
         InputDataError: if shapes differ, an image is too small for the number of scales, the mask
             does not broadcast, or a parameter is out of range.
     """
-    pair = check_pair("ms_ssim", pred, target)
+    pair = check_pair("ms_ssim", pred, target, spatial_dims)
     x, y = pair.pred, pair.target
     crange = as_data_range("ms_ssim", data_range, x)
     bool_mask = as_mask("ms_ssim", mask, pair)

@@ -15,6 +15,7 @@ def ssim(
     *,
     data_range: float | torch.Tensor,
     mask: torch.Tensor | None = None,
+    spatial_dims: int | None = None,
     sigma: float = 1.5,
     truncate: float = 3.5,
     k1: float = 0.01,
@@ -34,9 +35,10 @@ def ssim(
     luminance term adds the offset back.
 
     Args:
-        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims, each at least ``2r + 1``; or one
-            volume ``(C, *spatial)`` as an unbatched MONAI ``MetaTensor`` (``load_volume`` and
-            ``Translator`` outputs). A plain tensor is always read as batched.
+        pred: ``(B, C, *spatial)`` with 2 or 3 spatial dims, each at least ``2r + 1``, or one image
+            ``(C, *spatial)``; the layout comes from ``spatial_dims``, else from the type (an
+            unbatched MONAI ``MetaTensor`` from ``load_volume`` or a ``Translator`` is one image; a
+            plain 5-dim tensor a 3D batch; a plain 4-dim tensor is ambiguous and refused).
         target: Reference, same shape and device as ``pred``.
         data_range: Dynamic range of the data (max - min possible value), used for the stability
             constants ``(k1 * data_range)²`` and ``(k2 * data_range)²``: a positive number or a
@@ -45,6 +47,8 @@ def ssim(
             for an unbatched MetaTensor), spatial sizes equal to the images'. The SSIM map
             is averaged over mask voxels inside the valid (border-cropped) region. A sample whose
             cropped mask is empty gives NaN.
+        spatial_dims: 2 or 3: ``pred`` is ``(B, C, *spatial)`` or one image ``(C, *spatial)`` with
+            that many spatial dims. Needed for plain 4-dim tensors (a 2D batch or one volume).
         sigma: Standard deviation of the Gaussian window, in voxels.
         truncate: Window radius in standard deviations (scikit-image fixes it at 3.5).
         k1: Luminance stability constant.
@@ -52,14 +56,14 @@ def ssim(
 
     Returns:
         ``(B,)`` SSIM values in the compute dtype (float64 for float64 input, else float32); a 0-d
-        tensor for an unbatched MetaTensor.
+        tensor for one image.
 
     Raises:
         InputDataError: if shapes differ or are not ``(B, C, *spatial)`` with 2-3 spatial dims, an
             image is smaller than the window, the mask does not have the inputs' layout, or ``data_range``,
             ``sigma``, ``truncate``, ``k1`` or ``k2`` is out of range.
     """
-    pair = check_pair("ssim", pred, target)
+    pair = check_pair("ssim", pred, target, spatial_dims)
     x, y = pair.pred, pair.target
     crange = as_data_range("ssim", data_range, x)
     bool_mask = as_mask("ssim", mask, pair)

@@ -36,10 +36,10 @@ def volume_metrics(
     pred, ref, body = prediction[None, None], reference[None, None], mask[None, None]
     data_range = float(ref.max() - ref.min()) if data_range is None else float(data_range)
     values = {
-        "psnr": psnr(pred, ref, data_range=data_range),
-        "mae": mae(pred, ref),
-        "psnr_body": psnr(pred, ref, data_range=data_range, mask=body),
-        "mae_body": mae(pred, ref, mask=body),
+        "psnr": psnr(pred, ref, data_range=data_range, spatial_dims=3),
+        "mae": mae(pred, ref, spatial_dims=3),
+        "psnr_body": psnr(pred, ref, data_range=data_range, mask=body, spatial_dims=3),
+        "mae_body": mae(pred, ref, mask=body, spatial_dims=3),
     }
     scalars = {name: float(value[0]) for name, value in values.items()}
     scalars["ssim"], scalars["ssim_body"] = _ssim_pair(pred, ref, body, data_range)
@@ -52,10 +52,10 @@ def _ssim_pair(pred: torch.Tensor, ref: torch.Tensor, body: torch.Tensor, data_r
     """3D SSIM (whole, body); volumes thinner than the 11-voxel window fall back to the mean of 2D
     SSIM over axial slices (slices whose body mask is empty inside the valid region are skipped)."""
     if min(pred.shape[2:]) >= SSIM_WINDOW:
-        whole = ssim(pred, ref, data_range=data_range)
-        masked = ssim(pred, ref, data_range=data_range, mask=body)
+        whole = ssim(pred, ref, data_range=data_range, spatial_dims=3)
+        masked = ssim(pred, ref, data_range=data_range, mask=body, spatial_dims=3)
         return float(whole[0]), float(masked[0])
     slices = [t[0].permute(3, 0, 1, 2) for t in (pred, ref, body)]  # (Z, 1, X, Y)
-    whole = ssim(slices[0], slices[1], data_range=data_range)
-    masked = ssim(slices[0], slices[1], data_range=data_range, mask=slices[2])
+    whole = ssim(slices[0], slices[1], data_range=data_range, spatial_dims=2)
+    masked = ssim(slices[0], slices[1], data_range=data_range, mask=slices[2], spatial_dims=2)
     return float(whole.mean()), float(torch.nanmean(masked))

@@ -7,7 +7,8 @@ validates constructor arguments with errors that name the model, the parameter a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.networks.layers.factories import Norm
@@ -18,9 +19,12 @@ from medxlate.models.registry import did_you_mean
 
 __all__ = [
     "NORMS",
+    "SIZE_LIMITS",
     "check_input",
     "check_int",
     "check_probability",
+    "check_size",
+    "check_size_params",
     "check_spatial_dims",
     "conv_bias",
     "make_norm",
@@ -126,6 +130,45 @@ def check_int(value: int, name: str, model: str, minimum: int = 1, maximum: int 
         bound = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
         raise ConfigError(f"{model}: parameter '{name}' got {value!r}; expected {bound}")
     return value
+
+
+# Allowed range of the size hyper-parameters the registered models share: far above any published setting
+# (pix2pix: ngf = ndf = 64, num_downs = 8, max_mult = 8), low enough that an absurd value (ngf: 100000000)
+# is refused by name instead of failing in the allocator. Checked at config load and by the constructors.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "ngf": (1, 512),
+    "ndf": (1, 512),
+    "max_mult": (1, 16),
+    "num_downs": (2, 12),
+}
+
+
+def check_size(value: int, name: str, model: str) -> int:
+    """Validate a size hyper-parameter (a key of :data:`SIZE_LIMITS`) lies in its allowed range.
+
+    Args:
+        value: the value received.
+        name: parameter name, a key of :data:`SIZE_LIMITS`.
+        model: model name for the message.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ConfigError: if ``value`` is not an int or is out of range.
+    """
+    low, high = SIZE_LIMITS[name]
+    return check_int(value, name, model, minimum=low, maximum=high)
+
+
+def check_size_params(params: Mapping[str, Any], model: str) -> None:
+    """Check every size hyper-parameter present in ``params`` (others are left to the builder).
+
+    Raises:
+        ConfigError: naming the first parameter out of range.
+    """
+    for name in sorted(SIZE_LIMITS.keys() & params.keys()):
+        check_size(params[name], name, model)
 
 
 def check_probability(value: float, name: str, model: str) -> float:

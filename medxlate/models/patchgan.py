@@ -27,7 +27,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from medxlate.errors import ConfigError
-from medxlate.models.layers import check_input, check_int, check_spatial_dims, conv_bias, monai_norm_name
+from medxlate.models.layers import check_input, check_int, check_size, check_spatial_dims, conv_bias, monai_norm_name
 from medxlate.models.registry import DISCRIMINATORS
 
 __all__ = ["PatchGANDiscriminator"]
@@ -68,7 +68,7 @@ class PatchGANDiscriminator(nn.Module):
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims, _NAME)
         self.in_channels = check_int(in_channels, "in_channels", _NAME)
-        check_int(ndf, "ndf", _NAME)
+        check_size(ndf, "ndf", _NAME)
         self.n_layers = check_int(n_layers, "n_layers", _NAME)
         if n_layers > _MAX_LAYERS:
             raise ConfigError(

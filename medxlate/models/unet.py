@@ -39,6 +39,7 @@ from medxlate.models.layers import (
     check_input,
     check_int,
     check_probability,
+    check_size,
     check_spatial_dims,
     conv_bias,
     make_norm,
@@ -94,9 +95,9 @@ class UNetGenerator(nn.Module):
         self.spatial_dims = check_spatial_dims(spatial_dims, _NAME)
         self.in_channels = check_int(in_channels, "in_channels", _NAME)
         self.out_channels = check_int(out_channels, "out_channels", _NAME)
-        self.num_downs = check_int(num_downs, "num_downs", _NAME, minimum=2)
-        check_int(ngf, "ngf", _NAME)
-        check_int(max_mult, "max_mult", _NAME)
+        self.num_downs = check_size(num_downs, "num_downs", _NAME)
+        check_size(ngf, "ngf", _NAME)
+        check_size(max_mult, "max_mult", _NAME)
         monai_norm_name(norm, _NAME)
         dropout = check_probability(dropout, "dropout", _NAME)
 

@@ -29,7 +29,7 @@ from monai.networks.layers.factories import Act, Conv
 from torch import nn
 
 from medxlate.errors import ConfigError, GeometryError
-from medxlate.models.layers import check_input, check_int, conv_bias, make_norm, monai_norm_name
+from medxlate.models.layers import check_input, check_int, check_size, conv_bias, make_norm, monai_norm_name
 from medxlate.models.registry import GENERATORS
 from medxlate.models.weights import init_weights
 from medxlate.xray.geometry import Geometry
@@ -116,12 +116,12 @@ class X2CTGenerator(nn.Module):
             raise ConfigError(f"{_NAME}: parameter 'views' got {views!r}; expected a list of views, e.g. ['PA', 'LL']")
         self.in_channels = check_int(in_channels, "in_channels", _NAME)
         self.out_channels = check_int(out_channels, "out_channels", _NAME)
-        self.num_downs = check_int(num_downs, "num_downs", _NAME, minimum=2)
+        self.num_downs = check_size(num_downs, "num_downs", _NAME)
         self.image_size = check_int(image_size, "image_size", _NAME)
         if image_size % 2**num_downs:
             raise ConfigError(f"{_NAME}: image_size={image_size} is not a multiple of 2**num_downs={2**num_downs}")
-        check_int(ngf, "ngf", _NAME)
-        check_int(max_mult, "max_mult", _NAME)
+        check_size(ngf, "ngf", _NAME)
+        check_size(max_mult, "max_mult", _NAME)
         monai_norm_name(norm, _NAME)
         self.views = tuple(views)
         self.view_frames = [view_axes(v) for v in self.views]

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from medxlate.checkpoint import load_checkpoint, save_checkpoint
 from medxlate.config import ExperimentConfig
 from medxlate.metrics.summary import split_reference_constants
+from medxlate.progress import step_bar
 from medxlate.tracking.base import as_params
 from medxlate.training.resume import check_compatible, rng_states, set_rng_states
 from medxlate.training.runtime import Runtime
@@ -186,13 +186,11 @@ class Trainer:
         self.trained.generator.train()
         self.trained.discriminator.train()
         limit = min(cfg.train.max_steps_per_epoch or len(self.sampler), len(self.sampler))
-        bar = tqdm(
-            total=limit,
-            initial=min(progress.position, limit),
+        bar = step_bar(  # off a terminal silent: _end_of_epoch logs one line per epoch
+            limit,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            leave=False,
-            dynamic_ncols=True,
-            disable=not runtime.is_main,
+            initial=min(progress.position, limit),
+            enabled=runtime.is_main,
         )
         every = cfg.train.checkpoint_every
         non_blocking = runtime.device.type == "cuda"

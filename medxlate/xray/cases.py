@@ -122,7 +122,7 @@ def reprojection_agreement(
 
     rendered = render_views(predicted_hu[None].float(), affine, geometries)[0]  # (V, S, S)
     shown, given = (rendered + 1) / 2, (views.float() + 1) / 2
-    ssim = metrics.ssim(shown[:, None], given[:, None], data_range=1.0)
+    ssim = metrics.ssim(shown[:, None], given[:, None], data_range=1.0, spatial_dims=2)
     return {
         "reprojection_mae": float((shown - given).abs().mean()),
         "reprojection_ssim": float(ssim.mean()),

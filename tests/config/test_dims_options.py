@@ -40,7 +40,7 @@ def test_valid_3d_config_and_defaults() -> None:
 
 
 def test_patch_size_must_be_positive() -> None:
-    with pytest.raises(ConfigError, match=r"data\.patch_size.*expected three positive sizes"):
+    with pytest.raises(ConfigError, match=r"data\.patch_size\.1': expected an integer in \[1, 1024\] \(found 0\)"):
         validate_config(_config(spatial_dims=3, patch_size=[16, 0, 16]))
 
 

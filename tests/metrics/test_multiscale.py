@@ -50,9 +50,16 @@ def test_matches_reference(shape: tuple[int, ...], weights: tuple[float, ...]) -
     mask = np.zeros((2, 1, *shape), bool)
     mask[:, :, : 2 * shape[0] // 3, 6:] = True
     pred = pred + np.where(mask, 0.0, 100.0 * np.random.default_rng(8).standard_normal(pred.shape))  # worse outside
-    ours = ms_ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=100.0, weights=weights)
+    ours = ms_ssim(
+        torch.from_numpy(pred), torch.from_numpy(target), data_range=100.0, weights=weights, spatial_dims=len(shape)
+    )
     masked = ms_ssim(
-        torch.from_numpy(pred), torch.from_numpy(target), data_range=100.0, weights=weights, mask=torch.from_numpy(mask)
+        torch.from_numpy(pred),
+        torch.from_numpy(target),
+        data_range=100.0,
+        weights=weights,
+        mask=torch.from_numpy(mask),
+        spatial_dims=len(shape),
     )
     for b in range(2):
         expected = reference_ms_ssim(pred[b, 0], target[b, 0], 100.0, weights, None)
@@ -66,15 +73,15 @@ def test_matches_reference(shape: tuple[int, ...], weights: tuple[float, ...]) -
 def test_identical_images_score_one_and_float32_agrees() -> None:
     target, pred = smooth_pair((48, 48), batch=1, channels=2, offset=0.0, scale=1.0, seed=3)
     t = torch.from_numpy(target)
-    torch.testing.assert_close(ms_ssim(t, t, data_range=10.0, weights=WEIGHTS[:3]), torch.ones(1))
-    wide = ms_ssim(torch.from_numpy(pred).double(), t.double(), data_range=10.0, weights=WEIGHTS[:3])
-    narrow = ms_ssim(torch.from_numpy(pred), t, data_range=10.0, weights=WEIGHTS[:3])
+    torch.testing.assert_close(ms_ssim(t, t, data_range=10.0, weights=WEIGHTS[:3], spatial_dims=2), torch.ones(1))
+    wide = ms_ssim(torch.from_numpy(pred).double(), t.double(), data_range=10.0, weights=WEIGHTS[:3], spatial_dims=2)
+    narrow = ms_ssim(torch.from_numpy(pred), t, data_range=10.0, weights=WEIGHTS[:3], spatial_dims=2)
     torch.testing.assert_close(narrow, wide.float(), rtol=0, atol=1e-5)
 
 
 def test_too_small_for_the_scales() -> None:
     t = torch.zeros(1, 1, 100, 200)
     with pytest.raises(InputDataError, match="at least 176 for 5 scales"):
-        ms_ssim(t, t, data_range=1.0)
+        ms_ssim(t, t, data_range=1.0, spatial_dims=2)
     with pytest.raises(InputDataError, match="weights"):
-        ms_ssim(t, t, data_range=1.0, weights=())
+        ms_ssim(t, t, data_range=1.0, weights=(), spatial_dims=2)

@@ -20,7 +20,7 @@ def test_psnr_matches_skimage(shape: tuple[int, ...]) -> None:
         peak_signal_noise_ratio(t.astype(np.float64), p.astype(np.float64), data_range=2000.0)
         for p, t in zip(pred, target, strict=True)
     ]
-    actual = psnr(torch.from_numpy(pred), torch.from_numpy(target), data_range=2000.0)
+    actual = psnr(torch.from_numpy(pred), torch.from_numpy(target), data_range=2000.0, spatial_dims=len(shape))
     assert actual.shape == (3,)
     assert_close(actual, torch.tensor(expected, dtype=torch.float32))
 
@@ -35,10 +35,12 @@ def test_masked_psnr_and_mae_match_numpy(shape: tuple[int, ...]) -> None:
     abs_err = [np.mean([np.mean(np.abs(diff[b, c][mask[b, c]])) for c in range(2)]) for b in range(2)]
     pred_t, target_t, mask_t = torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(mask)
     assert_close(
-        psnr(pred_t, target_t, data_range=torch.from_numpy(ranges), mask=mask_t),
+        psnr(pred_t, target_t, data_range=torch.from_numpy(ranges), mask=mask_t, spatial_dims=len(shape)),
         torch.tensor(10 * np.log10(ranges**2 / np.array(mse)), dtype=torch.float32),
     )
-    assert_close(mae(pred_t, target_t, mask=mask_t), torch.tensor(abs_err, dtype=torch.float32))
+    assert_close(
+        mae(pred_t, target_t, mask=mask_t, spatial_dims=len(shape)), torch.tensor(abs_err, dtype=torch.float32)
+    )
 
 
 def test_unmasked_mae_matches_numpy() -> None:
@@ -50,8 +52,8 @@ def test_unmasked_mae_matches_numpy() -> None:
 def test_identical_images_give_inf_psnr_and_zero_mae() -> None:
     target, _ = smooth_pair(SHAPE_2D, batch=2, channels=1, offset=0.0, scale=1.0, seed=5)
     image = torch.from_numpy(target)
-    assert_close(psnr(image, image.clone(), data_range=1.0), torch.full((2,), float("inf")))
-    assert_close(mae(image, image.clone()), torch.zeros(2))
+    assert_close(psnr(image, image.clone(), data_range=1.0, spatial_dims=2), torch.full((2,), float("inf")))
+    assert_close(mae(image, image.clone(), spatial_dims=2), torch.zeros(2))
 
 
 def test_empty_mask_gives_nan() -> None:
@@ -60,9 +62,9 @@ def test_empty_mask_gives_nan() -> None:
     mask[0, 0, 3, 4] = True
     pred_t, target_t = torch.from_numpy(pred), torch.from_numpy(target)
     nan = torch.tensor(float("nan"))
-    assert_close(psnr(pred_t, target_t, data_range=1.0, mask=mask)[1], nan, equal_nan=True)
-    assert_close(mae(pred_t, target_t, mask=mask)[1], nan, equal_nan=True)
-    assert_close(mae(pred_t, target_t, mask=mask)[0], (pred_t - target_t).abs()[0, 0, 3, 4])
+    assert_close(psnr(pred_t, target_t, data_range=1.0, mask=mask, spatial_dims=2)[1], nan, equal_nan=True)
+    assert_close(mae(pred_t, target_t, mask=mask, spatial_dims=2)[1], nan, equal_nan=True)
+    assert_close(mae(pred_t, target_t, mask=mask, spatial_dims=2)[0], (pred_t - target_t).abs()[0, 0, 3, 4])
 
 
 @pytest.mark.parametrize("metric", ["psnr", "mae"])
@@ -76,7 +78,7 @@ def test_shape_mismatch_names_both_shapes(metric: str) -> None:
 @pytest.mark.parametrize("data_range", [-1.0, float("nan"), float("inf"), "1", True])
 def test_invalid_data_range_raises(data_range: object) -> None:
     with pytest.raises(InputDataError, match="data_range"):
-        psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), data_range=data_range)  # type: ignore[arg-type]
+        psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), data_range=data_range, spatial_dims=2)  # type: ignore[arg-type]
 
 
 def test_non_tensor_input_raises() -> None:
@@ -88,6 +90,6 @@ def test_integer_and_half_inputs_are_computed_in_float32() -> None:
     generator = torch.Generator().manual_seed(0)
     pred = torch.randint(-1000, 1000, (2, 1, 16, 16), generator=generator, dtype=torch.int16)
     target = torch.randint(-1000, 1000, (2, 1, 16, 16), generator=generator, dtype=torch.int16)
-    expected = mae(pred.float(), target.float())
-    assert_close(mae(pred, target), expected)
-    assert_close(mae(pred.half(), target.half()), expected)
+    expected = mae(pred.float(), target.float(), spatial_dims=2)
+    assert_close(mae(pred, target, spatial_dims=2), expected)
+    assert_close(mae(pred.half(), target.half(), spatial_dims=2), expected)

@@ -29,7 +29,7 @@ INTENSITIES = [(0.0, 0.1, 1.0), (3000.0, 60.0, 1200.0), (-400.0, 200.0, 4095.0),
 def test_ssim_matches_skimage(shape: tuple[int, ...], offset: float, scale: float, data_range: float) -> None:
     target, pred = smooth_pair(shape, batch=3, channels=1, offset=offset, scale=scale, seed=1)
     expected = [skimage_ssim(p[0], t[0], data_range) for p, t in zip(pred, target, strict=True)]
-    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=data_range)
+    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=data_range, spatial_dims=len(shape))
     assert actual.shape == (3,)
     assert actual.dtype == torch.float32
     assert_close(actual, torch.tensor(expected, dtype=torch.float32), **SKIMAGE_TOL)
@@ -46,7 +46,9 @@ def test_ssim_per_sample_data_range_and_other_window() -> None:
     target, pred = smooth_pair(SHAPE_2D, batch=2, channels=1, offset=50.0, scale=10.0, seed=3)
     ranges = [100.0, 250.0]
     expected = [skimage_ssim(p[0], t[0], r, sigma=1.0) for p, t, r in zip(pred, target, ranges, strict=True)]
-    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=torch.tensor(ranges), sigma=1.0)
+    actual = ssim(
+        torch.from_numpy(pred), torch.from_numpy(target), data_range=torch.tensor(ranges), sigma=1.0, spatial_dims=2
+    )
     assert_close(actual, torch.tensor(expected, dtype=torch.float32), **SKIMAGE_TOL)
 
 
@@ -60,7 +62,13 @@ def test_masked_ssim_matches_numpy_reference(shape: tuple[int, ...], per_channel
         np.mean([cropped_masked_mean(skimage_ssim_map(p[c], t[c], 3000.0), m[c % len(m)], 5) for c in range(2)])
         for p, t, m in zip(pred, target, mask, strict=True)
     ]
-    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=3000.0, mask=torch.from_numpy(mask))
+    actual = ssim(
+        torch.from_numpy(pred),
+        torch.from_numpy(target),
+        data_range=3000.0,
+        mask=torch.from_numpy(mask),
+        spatial_dims=len(shape),
+    )
     assert_close(actual, torch.tensor(expected, dtype=torch.float32), **SKIMAGE_TOL)
 
 
@@ -69,8 +77,8 @@ def test_mask_as_zero_one_floats_equals_boolean_mask() -> None:
     mask = torch.from_numpy(np.random.default_rng(7).random((1, 1, *SHAPE_2D)) < 0.5)  # broadcast over B
     pred_t, target_t = torch.from_numpy(pred), torch.from_numpy(target)
     assert_close(
-        ssim(pred_t, target_t, data_range=10.0, mask=mask.float()),
-        ssim(pred_t, target_t, data_range=10.0, mask=mask),
+        ssim(pred_t, target_t, data_range=10.0, mask=mask.float(), spatial_dims=2),
+        ssim(pred_t, target_t, data_range=10.0, mask=mask, spatial_dims=2),
     )
 
 
@@ -78,7 +86,7 @@ def test_mask_as_zero_one_floats_equals_boolean_mask() -> None:
 def test_identical_images_give_one(shape: tuple[int, ...]) -> None:
     target, _ = smooth_pair(shape, batch=2, channels=2, offset=1000.0, scale=30.0, seed=8)
     image = torch.from_numpy(target)
-    assert_close(ssim(image, image.clone(), data_range=500.0), torch.ones(2))
+    assert_close(ssim(image, image.clone(), data_range=500.0, spatial_dims=len(shape)), torch.ones(2))
 
 
 def test_empty_mask_gives_nan_for_that_sample_only() -> None:
@@ -86,14 +94,14 @@ def test_empty_mask_gives_nan_for_that_sample_only() -> None:
     mask = torch.zeros((2, 1, *SHAPE_2D), dtype=torch.bool)
     mask[0, :, 10:20, 10:20] = True
     mask[1, :, :5, :] = True  # only inside the 5-voxel border strip: empty once cropped
-    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=10.0, mask=mask)
+    actual = ssim(torch.from_numpy(pred), torch.from_numpy(target), data_range=10.0, mask=mask, spatial_dims=2)
     assert torch.isfinite(actual[0])
     assert_close(actual[1], torch.tensor(float("nan")), equal_nan=True)
 
 
 def test_float64_input_is_computed_in_float64() -> None:
     target, pred = smooth_pair(SHAPE_2D, batch=1, channels=1, offset=0.0, scale=1.0, seed=10)
-    actual = ssim(torch.from_numpy(pred).double(), torch.from_numpy(target).double(), data_range=8.0)
+    actual = ssim(torch.from_numpy(pred).double(), torch.from_numpy(target).double(), data_range=8.0, spatial_dims=2)
     assert actual.dtype == torch.float64
     assert_close(actual, torch.tensor([skimage_ssim(pred[0, 0], target[0, 0], 8.0)], dtype=torch.float64))
 
@@ -102,7 +110,7 @@ def test_ssim_is_differentiable() -> None:
     generator = torch.Generator().manual_seed(0)
     pred = torch.rand((1, 1, 12, 13), generator=generator, dtype=torch.float64, requires_grad=True)
     target = torch.rand((1, 1, 12, 13), generator=generator, dtype=torch.float64) + 3.0
-    assert torch.autograd.gradcheck(lambda p: ssim(p, target, data_range=4.0), (pred,))
+    assert torch.autograd.gradcheck(lambda p: ssim(p, target, data_range=4.0, spatial_dims=2), (pred,))
 
 
 def test_shape_mismatch_names_both_shapes() -> None:
@@ -113,7 +121,7 @@ def test_shape_mismatch_names_both_shapes() -> None:
 @pytest.mark.parametrize(
     ("shape", "kwargs", "message"),
     [
-        ((1, 16, 16), {}, r"2 or 3 spatial dims"),
+        ((1, 1, 1, 16, 16), {}, r"spatial_dims=2 expects \(B, C, \*spatial\) \(4 dims\) or one image"),
         ((1, 1, 16, 10), {}, r"window size 11"),
         ((1, 1, 16, 16), {"data_range": 0.0}, r"data_range must be positive"),
         ((1, 1, 16, 16), {"data_range": torch.ones(3)}, r"data_range tensor must have shape"),
@@ -123,7 +131,7 @@ def test_shape_mismatch_names_both_shapes() -> None:
     ],
 )
 def test_invalid_arguments_raise(shape: tuple[int, ...], kwargs: dict, message: str) -> None:
-    args = {"data_range": 1.0, **kwargs}
+    args = {"data_range": 1.0, "spatial_dims": 2, **kwargs}
     with pytest.raises(InputDataError, match=message):
         ssim(torch.zeros(shape), torch.zeros(shape), **args)
 

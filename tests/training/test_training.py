@@ -139,7 +139,10 @@ def test_volume_metrics_thin_volume_falls_back_to_slices() -> None:
     from medxlate import metrics
 
     per_slice = metrics.ssim(
-        prediction.permute(2, 0, 1)[:, None], reference.permute(2, 0, 1)[:, None], data_range=values["data_range"]
+        prediction.permute(2, 0, 1)[:, None],
+        reference.permute(2, 0, 1)[:, None],
+        data_range=values["data_range"],
+        spatial_dims=2,
     )
     assert values["ssim"] == pytest.approx(float(per_slice.mean()), abs=1e-6)
     assert values["ssim_body"] == pytest.approx(values["ssim"], abs=1e-6)
