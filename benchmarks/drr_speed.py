@@ -14,7 +14,7 @@ Methods:
   source -> detector segment (no clipping), as a plain implementation does;
 * ``nanodrr``: nanodrr 0.1.7 with its defaults (``n_samples=500``, ``backend="auto"``: the torch
   path on CPU, its Triton kernel on CUDA); measured only when ``import nanodrr`` works (it is not a
-  dependency of medxlate; see the README for how to install it aside). Its pose convention differs
+  dependency of medxlate; see benchmarks/README.md for how to install it aside). Its pose convention differs
   from ours, so its image is compared under the axis flip that fits best (reported).
 
 Accuracy: max |difference| of each image against medxlate at 8 samples per voxel in float64 (the

@@ -7,7 +7,7 @@ to one voxel outside the centres, and integrating over that box conserves the ma
 exactly along an axis) and integrated with the midpoint rule at ``samples_per_voxel`` samples per
 voxel of the longest clipped ray. Everything is ``torch``: it runs on CPU and GPU, in float32 or
 float64, and is differentiable with respect to the volume. This is the same algorithm as the pure
-torch path of ``nanodrr`` (see the README for why that library is not a dependency).
+torch path of ``nanodrr`` (see docs/xray2ct.md for why that library is not a dependency).
 """
 
 from __future__ import annotations

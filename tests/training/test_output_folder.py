@@ -76,7 +76,7 @@ def test_resume_without_last_pt_refuses_to_replace_a_finished_run(dataset: Path,
 def test_resume_with_nothing_to_resume_starts_afresh(
     dataset: Path, tmp_path: Path, leftovers: list[str] | None
 ) -> None:
-    """A requeued job killed before its first checkpoint may always pass --resume (README: starts afresh)."""
+    """A requeued job killed before its first checkpoint may always pass --resume (docs/training.md: starts afresh)."""
     run = tmp_path / "run"
     if leftovers is not None:  # None: the folder does not exist yet
         run.mkdir()
