@@ -236,12 +236,32 @@ def evaluate(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Box plots and a worst/best case montage (PNG).")
     ] = True,
+    segmenter: Annotated[
+        str | None,
+        typer.Option(
+            help="Command segmenting the synthetic image, e.g. 'mytool {input} {output}': per-label Dice/HD95 "
+            "against each case's label map (--labels)."
+        ),
+    ] = None,
+    labels: Annotated[str, typer.Option(help="Dataset role holding each case's label map.")] = "labels",
 ) -> None:
-    """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON + pictures)."""
+    """Evaluate a checkpoint on a dataset split (per-case CSV + summary JSON + pictures).
+
+    A model whose target is CT also gets Dice/HD95 (mm) of bone and air inside the body.
+    """
     from medxlate.evaluation import evaluate as run_evaluation
 
     result = run_evaluation(
-        checkpoint, dataset, out_dir, split=split, device=device, progress=True, protocol=protocol, report=report
+        checkpoint,
+        dataset,
+        out_dir,
+        split=split,
+        device=device,
+        progress=True,
+        protocol=protocol,
+        report=report,
+        segmenter=segmenter,
+        labels=labels,
     )
     if as_json:
         _echo_json(

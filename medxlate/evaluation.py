@@ -16,13 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from medxlate.anatomy import AnatomyScorer, Segmenter, align_label_columns, anatomy_scorer, by_metric
 from medxlate.data import read_dataset
 from medxlate.data.ct_source import CtCase, CtSource, read_ct_source
 from medxlate.data.roles import orient_dataset
@@ -33,6 +34,7 @@ from medxlate.io import load_volume
 from medxlate.io.atomic import atomic_path, write_bytes_atomic
 from medxlate.io.guard import guard_output
 from medxlate.metrics import synthrad2025
+from medxlate.metrics.anatomy import Overlaps
 from medxlate.metrics.summary import finite_case_means, split_reference_constants
 from medxlate.metrics.volume import volume_metrics
 from medxlate.progress import track
@@ -47,13 +49,15 @@ REPORT_METRICS = {"default": ("ssim_body", "psnr_body", "mae_body"), "synthrad20
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Per-case metrics, their means, and where they were written."""
+    """Per-case metrics, their means, where they were written, and why an anatomy value is NaN
+    (``undefined``: metric -> case -> reason)."""
 
     per_case: dict[str, dict[str, float]]
     summary: dict[str, float]
     csv_path: Path
     summary_path: Path
     pictures: tuple[Path, ...] = ()
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def evaluate(
@@ -66,6 +70,8 @@ def evaluate(
     progress: bool = False,
     protocol: str = "default",
     report: bool = False,
+    segmenter: Segmenter | None = None,
+    labels: str = "labels",
 ) -> EvaluationResult:
     """Translate every case of a split on its own grid and compare with the real target.
 
@@ -80,6 +86,14 @@ def evaluate(
     carries a noise-free target
     (simulated data), the same metrics of noise-free vs. real target are reported as ``ceiling_*``:
     the best any model can score, since noise is unpredictable.
+
+    Anatomy (:mod:`medxlate.anatomy`, docs/anatomy_evaluation.md): with the default protocol, a model whose
+    target is CT also gets
+    Dice and HD95 (mm) of bone (>= 250 HU) and air (<= -400 HU) inside the body mask (``dice_bone``,
+    ``hd95_bone``, ``dice_air``, ``hd95_air``); with a ``segmenter``, Dice and HD95 per label of the
+    segmenter's labels of the synthetic image against each case's label map (``dice_label_<id>``,
+    ``hd95_label_<id>``). A structure empty in one image scores Dice 0 and HD95 NaN, empty in both NaN
+    and NaN; the reason of each NaN is listed under ``undefined`` in the summary JSON.
 
     Args:
         checkpoint: Trained medxlate checkpoint.
@@ -98,13 +112,18 @@ def evaluate(
         report: Also draw ``metrics_boxplots.png`` (one box plot per metric, every case a point)
             and ``worst_best_cases.png`` (axial/coronal/sagittal of the worst and best case:
             source | synthetic | real | difference), logged as artifacts with the tracker.
+        segmenter: Command template with ``{input}`` and ``{output}``, or a callable
+            ``MetaTensor -> label map``, that segments the synthetic image (not for X-ray -> CT models).
+        labels: Dataset role of each case's reference label map (used with ``segmenter``).
 
     Returns:
         The evaluation result (the summary JSON also holds each metric's standard deviation).
 
     Raises:
-        ConfigError: if the protocol is unknown.
-        InputDataError: if the split has no case, a source holds NaN/inf voxels, or
+        ConfigError: if the protocol is unknown, or the segmenter is malformed, not found or given for
+            an X-ray -> CT model.
+        InputDataError: if a segmenter is given and a case has no ``labels`` file or the segmenter fails,
+            if the split has no case, a source holds NaN/inf voxels, or
             (``synthrad2025``) a target is not a CT in HU, a mask is empty or a prediction is not on
             the target's grid.
         NonFiniteError: if the model produces NaN/inf for a case.
@@ -115,6 +134,8 @@ def evaluate(
         raise ConfigError(f"evaluate: unknown protocol {protocol!r}; available: {', '.join(PROTOCOLS)}")
     translator = Translator.from_checkpoint(checkpoint, device=device)
     lifted = isinstance(translator.strategy, LiftStrategy)
+    structures = protocol == "default" and translator.preprocessing.task.target_modality == "CT"
+    anatomy = anatomy_scorer(structures, segmenter, labels, lifted)
     data: Any = lift_ct_source(translator, dataset) if lifted else read_dataset(dataset)
     cases: list[Any] = data.split(split) if lifted else orient_dataset(data, translator.preprocessing.task).split(split)
     if not cases:
@@ -122,11 +143,18 @@ def evaluate(
         hint = f"; splits with cases: {', '.join(found)}" if found else ""
         raise InputDataError(f"{data.root}: split '{split}' has no case to evaluate{hint}")
     per_case: dict[str, dict[str, float]] = {}
+    reasons: dict[str, dict[str, str]] = {}
+    label_ids: set[int] = set()
     for case in track(cases, desc=f"evaluate {split}", unit="case", enabled=progress):
         if lifted:
-            per_case[case.id] = _score_lift_case(translator, case, protocol)[2]
+            per_case[case.id], found = _score_lift_case(translator, case, protocol, anatomy)[2:]
         else:
-            per_case[case.id] = _score_case(translator, case, protocol)
+            per_case[case.id], found = _score_case(translator, case, protocol, anatomy)
+        per_case[case.id].update(found[0].values)
+        reasons.update({case.id: found[0].reasons} if found[0].reasons else {})
+        label_ids |= found[1]
+    if anatomy.segmenter is not None:
+        align_label_columns(per_case, reasons, label_ids)
     names = list(next(iter(per_case.values())))
     reduced = finite_case_means(per_case, f"evaluation of split '{split}'")
     summary = reduced.means
@@ -143,30 +171,37 @@ def evaluate(
         "std": spread,
         "excluded": reduced.excluded,
     }
+    undefined = by_metric(reasons)
+    if undefined:  # why an anatomy metric is undefined (NaN): metric -> case -> reason
+        content["undefined"] = undefined
     write_bytes_atomic(summary_path, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
     pictures = _draw_report(translator, {c.id: c for c in cases}, per_case, protocol, out) if report else ()
     if tracker is not None:
         _log_evaluation(tracker, per_case, summary, split, protocol, (csv_path, summary_path, *pictures))
-    return EvaluationResult(per_case, summary, csv_path, summary_path, pictures)
+    return EvaluationResult(per_case, summary, csv_path, summary_path, pictures, undefined)
 
 
-def _score_case(translator: Translator, case: Any, protocol: str) -> dict[str, float]:
-    """Translate a case's source on its own grid and score it against its target."""
+def _score_case(
+    translator: Translator, case: Any, protocol: str, anatomy: AnatomyScorer
+) -> tuple[dict[str, float], tuple[Overlaps, set[int]]]:
+    """Translate a case's source on its own grid and score it against its target: ``(metrics, anatomy)``."""
     source, target = load_volume(case.source), load_volume(case.target)
     for path, volume in ((case.source, source), (case.target, target)):
         check_finite_input(volume, str(path))
     mask = load_volume(case.mask)[0] > 0.5 if case.mask else torch.ones(target.shape[1:], dtype=torch.bool)
-    prediction = translator(source, fill_background=False)[0].as_tensor()  # the model's own output
+    synthetic = translator(source, fill_background=False)  # the model's own output
+    prediction = synthetic[0].as_tensor()
+    found = anatomy.score(synthetic, target[0].as_tensor(), mask, case.files, f"case '{case.id}'")
     if protocol == "synthrad2025":
         try:
-            return synthrad2025(prediction, target[0].as_tensor(), mask)
+            return synthrad2025(prediction, target[0].as_tensor(), mask), found
         except InputDataError as e:
             raise InputDataError(f"{case.target}: {e}") from e
     values = volume_metrics(prediction, target[0].as_tensor(), mask, translator.preprocessing.target_data_range)
     if CEILING_ROLE in case.files:
         ceiling = volume_metrics(load_volume(case.files[CEILING_ROLE])[0].as_tensor(), target[0].as_tensor(), mask)
         values.update({f"ceiling_{k}": v for k, v in ceiling.items() if k != "data_range"})
-    return values
+    return values, found
 
 
 def lift_ct_source(translator: Translator, dataset: str | Path) -> CtSource:
@@ -221,8 +256,10 @@ def lift_case(translator: Translator, case: CtCase) -> Any:
         raise InputDataError(f"{case.label}: {e} (xray.min_coverage {coverage} of the checkpoint)") from e
 
 
-def _score_lift_case(translator: Translator, case: CtCase, protocol: str) -> tuple[Any, Any, dict[str, float]]:
-    """Reconstruct a case's CT from its DRRs: ``(lift case, predicted CT in HU, metrics)``."""
+def _score_lift_case(
+    translator: Translator, case: CtCase, protocol: str, anatomy: AnatomyScorer | None = None
+) -> tuple[Any, Any, dict[str, float], tuple[Overlaps, set[int]]]:
+    """Reconstruct a case's CT from its DRRs: ``(lift case, predicted CT in HU, metrics, anatomy)``."""
     made = lift_case(translator, case)
     predicted, values = evaluate_lift_case(
         translator.generator,
@@ -235,7 +272,10 @@ def _score_lift_case(translator: Translator, case: CtCase, protocol: str) -> tup
     )
     if protocol == "synthrad2025":
         values = synthrad2025(predicted[0].as_tensor(), made.ct_hu[0].as_tensor(), made.mask[0])
-    return made, predicted, values
+    found: tuple[Overlaps, set[int]] = (Overlaps(), set())
+    if anatomy is not None:
+        found = anatomy.score(predicted, made.ct_hu[0].as_tensor(), made.mask[0], {}, f"case '{case.id}'")
+    return made, predicted, values, found
 
 
 def summary_prefix(split: str, protocol: str) -> str:
@@ -322,7 +362,7 @@ def _lift_case_volumes(translator: Translator, case: CtCase, label: str) -> Any:
     """A reconstructed case on the model grid (RAS, isotropic) for the montage, without a source."""
     from medxlate import report
 
-    made, predicted, _ = _score_lift_case(translator, case, "default")
+    made, predicted = _score_lift_case(translator, case, "default")[:2]
     arrays = [np.asarray(v[0].detach().cpu().numpy(), dtype=np.float64) for v in (predicted, made.ct_hu, made.mask)]
     spacing = (translator.strategy.spacing_mm,) * 3  # type: ignore[union-attr]
     return report.CaseVolumes(case.id, None, *arrays, spacing=spacing, label=label)

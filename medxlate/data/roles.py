@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from medxlate.data.build import is_label_role
 from medxlate.data.dataset import Case, Dataset
 from medxlate.errors import InputDataError
 from medxlate.tasks import Task
@@ -15,8 +16,8 @@ def orient_dataset(dataset: Dataset, task: Task) -> Dataset:
 
     A prepared dataset records which modality each role holds. When the task's source modality is
     the dataset's target (e.g. ``mr2ct`` on a CT -> MR dataset) the source and target files swap;
-    roles other than ``source``, ``target`` and ``mask`` (e.g. a noise-free MR) are dropped then,
-    as they belong to the other direction.
+    the mask and label maps (roles naming a mask or labels, e.g. ``labels``) belong to the grid and
+    stay; other roles (e.g. a noise-free MR) are dropped then, as they belong to the other direction.
 
     Raises:
         InputDataError: if the dataset's modalities are not the task's (in either order).
@@ -36,6 +37,5 @@ def orient_dataset(dataset: Dataset, task: Task) -> Dataset:
 
 def _swapped(case: Case) -> dict[str, Path]:
     files = {"source": case.target, "target": case.source}
-    if case.mask is not None:
-        files["mask"] = case.mask
+    files.update({role: path for role, path in case.files.items() if is_label_role(role)})
     return files

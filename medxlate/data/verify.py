@@ -1,7 +1,8 @@
 """Check a prepared dataset and list every problem at once (``medxlate verify``).
 
 Checks, per case and role: listed files exist and load; no NaN/inf; every role on the source's grid
-(shape and affine); masks binary and not empty; intensities plausible for the modality (CT: at most
+(shape and affine); masks binary and not empty; label maps (a role naming ``label`` but not ``mask``,
+e.g. ``labels``) non-negative integers; intensities plausible for the modality (CT: at most
 1% of voxels outside [-1100, 4000] HU, some air below -900 HU and some soft tissue within
 [-200, 200] HU; MR: no negative values); no constant image; ``case.json`` agrees with
 ``dataset.json`` (a disagreement means an interrupted prepare). Index-level problems (missing or
@@ -132,6 +133,15 @@ def _mask_problems(case_id: str, role: str, values: np.ndarray) -> list[Problem]
     return problems
 
 
+def _label_problems(case_id: str, role: str, values: np.ndarray) -> list[Problem]:
+    """A label map holds ids: non-negative integers (0 is unlabelled)."""
+    bad = (values < 0) | (values != np.round(values))
+    if not bad.any():
+        return []
+    found = np.unique(values[bad])[:5].tolist()
+    return [Problem("label_values", f"values other than non-negative integers (e.g. {found})", case_id, role)]
+
+
 def _ct_problems(values: np.ndarray) -> list[str]:
     low, high = CT_PLAUSIBLE_HU
     found = []
@@ -197,7 +207,9 @@ def _case_problems(root: Path, data: dict[str, Any], entry: dict[str, Any], posi
             values = values[np.isfinite(values)]
         if source is not None and role != "source":
             problems += _geometry(case_id, role, source, volume)
-        if is_label_role(role):
+        if is_label_role(role) and "mask" not in role:
+            problems += _label_problems(case_id, role, values)
+        elif is_label_role(role):
             problems += _mask_problems(case_id, role, values)
         else:
             problems += _intensity_problems(case_id, role, _role_modality(role, data), values)

@@ -70,6 +70,21 @@ def test_every_problem_in_one_call(dataset: Path) -> None:
     assert "negative voxels" in messages["case_005"]
 
 
+def test_a_label_map_with_several_ids_is_no_problem(tmp_path: Path) -> None:
+    root = tmp_path / "pairs"
+    (root / "a").mkdir(parents=True)
+    ct, mr, _ = phantom(0)
+    labels = np.where(ct < -500, 1, 0) + np.where(ct > 300, 2, 0)  # ids 0, 1, 2 (a mask would be 0/1)
+    for name, array in (("ct", ct), ("mr", mr), ("labels", labels.astype(np.uint8))):
+        write_nifti(array, root / "a" / f"{name}.nii.gz", tiny_affine())
+    files = {"source": "a/ct.nii.gz", "target": "a/mr.nii.gz", "labels": "a/labels.nii.gz"}
+    (root / "manifest.json").write_text(json.dumps({"cases": [{"id": "a", "split": "train", "files": files}]}))
+    run_prepare(root, tmp_path / "ds")
+    assert verify_dataset(tmp_path / "ds") == []
+    _rewrite(tmp_path / "ds" / "cases" / "case_000" / "labels.nii.gz", labels.astype(np.float32) - 0.5)
+    assert [(p.role, p.kind) for p in verify_dataset(tmp_path / "ds")] == [("labels", "label_values")]
+
+
 def test_constant_mr_and_index_problems(dataset: Path) -> None:
     _, mr, _ = phantom(0)
     _rewrite(dataset / "cases" / "case_000" / "target.nii.gz", np.full(mr.shape, 7.0, np.float32))

@@ -22,6 +22,7 @@ from medxlate.io import load_volume
 from medxlate.pipeline import _translate
 from medxlate.xray.cases import make_case
 from tests.inference.lift_helpers import write_lift_checkpoint
+from tests.metrics.test_anatomy import reference_hd95
 
 
 @pytest.fixture
@@ -40,12 +41,23 @@ def test_evaluate_scores_the_reconstruction_against_the_ct(dataset: Path, tmp_pa
     for case in read_dataset(dataset).split("train"):  # the CT is the dataset's source role here
         made = make_case(load_volume(case.source), strategy.geometries(), 16, 32.0, 0.5, load_volume(case.mask))
         assert int(made.mask.sum()) < made.mask.numel()  # the body mask reached the grid
-        _, expected = evaluate_lift_case(
+        predicted, expected = evaluate_lift_case(
             translator.generator, made, strategy, translator.preprocessing, torch.device("cpu")
         )
-        assert result.per_case[case.id] == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        scored = result.per_case[case.id]
+        assert {k: scored[k] for k in expected} == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        # the synthetic CT's bone and air inside the body, on the model grid (2 mm voxels): NumPy Dice, SciPy HD95
+        synthetic, real, body = (np.asarray(v).squeeze() for v in (predicted, made.ct_hu, made.mask))
+        for name, select in (("bone", lambda ct: ct >= 250), ("air", lambda ct: ct <= -400)):
+            pred, ref = body & select(synthetic), body & select(real)
+            assert ref.any()
+            dice = 2 * (pred & ref).sum() / (pred.sum() + ref.sum())
+            assert scored[f"dice_{name}"] == pytest.approx(dice, rel=1e-5, abs=1e-6)
+            hd95 = reference_hd95(pred, ref, (2.0, 2.0, 2.0)) if pred.any() else np.nan
+            assert scored[f"hd95_{name}"] == pytest.approx(hd95, rel=1e-5, nan_ok=True)
     names = ["ssim", "psnr", "mae", "ssim_body", "psnr_body", "mae_body", "data_range"]
-    assert list(result.per_case["case_000"]) == [*names, "reprojection_mae", "reprojection_ssim"]
+    anatomy = ["dice_bone", "hd95_bone", "dice_air", "hd95_air"]
+    assert list(result.per_case["case_000"]) == [*names, "reprojection_mae", "reprojection_ssim", *anatomy]
     rows = list(csv.DictReader(result.csv_path.open()))
     assert [r["case"] for r in rows] == ["case_000", "case_001"]
     assert float(rows[1]["mae_body"]) == pytest.approx(result.per_case["case_001"]["mae_body"], rel=1e-5)
@@ -104,7 +116,8 @@ def test_a_trained_checkpoint_evaluates_as_it_validated_and_translates(dataset: 
     trained = fit(validate_config(_xray_config(dataset, tmp_path / "run")))
     result = evaluate(trained.checkpoint, dataset, tmp_path / "eval", split="val", device="cpu")
     assert result.per_case.keys() == trained.per_case.keys() == {"case_002"}
-    assert result.per_case["case_002"] == pytest.approx(trained.per_case["case_002"], rel=1e-5, abs=1e-5)
+    validated = trained.per_case["case_002"]  # evaluate adds the bone/air columns, validation does not
+    assert {k: result.per_case["case_002"][k] for k in validated} == pytest.approx(validated, rel=1e-5, abs=1e-5)
     (written,) = _translate(trained.checkpoint, dataset, tmp_path / "translated", "val")
     spacing = 40.0 / 16  # the tiny config's field and grid
     expected = np.diag([spacing, spacing, spacing, 1.0])
