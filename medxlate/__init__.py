@@ -53,6 +53,7 @@ _SUBMODULES = (
     "io",
     "metrics",
     "models",
+    "package",
     "tasks",
     "tracking",
     "training",
@@ -83,6 +84,7 @@ __all__ = [
     "load_volume",
     "metrics",
     "models",
+    "package",
     "prepare_dataset",
     "run_pipeline",
     "run_prepare",
@@ -98,7 +100,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from medxlate import config, data, inference, io, metrics, models, tasks, tracking, training, transforms, xray
+    from medxlate import (
+        config,
+        data,
+        inference,
+        io,
+        metrics,
+        models,
+        package,
+        tasks,
+        tracking,
+        training,
+        transforms,
+        xray,
+    )
     from medxlate.api import train
     from medxlate.config import ExperimentConfig, load_config
     from medxlate.data import fingerprint_dataset, prepare_dataset, run_prepare, verify_dataset

@@ -150,6 +150,7 @@ _INFERENCE_KEYS = (
     "source_modality",
     "target_modality",
     "dataset_fingerprint",
+    "training_data",
     "medxlate_version",
     "mlflow_run_id",
     "epoch",

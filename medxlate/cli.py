@@ -219,7 +219,7 @@ def train(
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt) or model package folder.")],
     dataset: Annotated[
         Path,
         typer.Argument(
@@ -283,7 +283,7 @@ def evaluate(
 
 @app.command()
 def translate(
-    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt).")],
+    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt) or model package folder.")],
     input_path: Annotated[
         list[Path],
         typer.Argument(
@@ -382,6 +382,30 @@ def translate(
         typer.echo(f"failed: {row['input']}: {row['message']}", err=True)
     if result.failed:
         raise InputDataError(f"{len(result.failed)} of {len(result.rows)} inputs failed; see {result.summary_path}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt) or model package folder.")],
+    out_dir: Annotated[Path, typer.Argument(help="New (or empty) folder for the package.")],
+    export_format: Annotated[str, typer.Option("--format", help="medxlate: a model package.")] = "medxlate",
+    license_name: Annotated[
+        str, typer.Option("--license", help="Licence stated in the model card, e.g. CC-BY-4.0.")
+    ] = "unspecified",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing package in OUT_DIR.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a model package: weights, model.json, MODEL_CARD.md and SHA256SUMS (see docs/model_package.md)."""
+    from medxlate.errors import ConfigError
+    from medxlate.package import export_package
+
+    if export_format != "medxlate":
+        raise ConfigError(f"--format must be 'medxlate' (a model package), got {export_format!r}")
+    written = export_package(checkpoint, out_dir, license_name, overwrite)
+    if as_json:
+        _echo_json({"package": written, "files": sorted(p.name for p in written.iterdir())})
+    else:
+        typer.echo(f"model package: {written}")
 
 
 @app.command()

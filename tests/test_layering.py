@@ -20,6 +20,7 @@ FORBIDDEN = {
     "metrics": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.data"),
     "xray": ("medxlate.training", "medxlate.inference", "medxlate.data"),
     "io": ("medxlate.training", "medxlate.inference", "medxlate.models", "medxlate.transforms"),
+    "package": ("medxlate.training", "medxlate.api", "medxlate.pipeline", "medxlate.evaluation", "medxlate.cli"),
 }
 
 

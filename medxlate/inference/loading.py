@@ -13,7 +13,44 @@ from medxlate.inference import lift
 from medxlate.inference.strategy import InferenceStrategy, LiftStrategy, SliceStrategy, strategy_from_dict
 from medxlate.transforms import Preprocessing
 
-__all__ = ["build_generator_from_spec", "checked_strategy"]
+__all__ = ["build_generator_from_spec", "checked_strategy", "model_file", "model_in_artifacts"]
+
+
+def model_file(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """The checkpoint file to load for ``path``: itself, or a model package's verified checkpoint.
+
+    Args:
+        path: A checkpoint file, or a model package folder (:mod:`medxlate.package`).
+
+    Returns:
+        The checkpoint file and, for a package, its ``model.json`` record (else ``None``).
+
+    Raises:
+        CheckpointError: a folder that is not a package, or a package whose files do not match its
+            ``SHA256SUMS`` (the file named).
+    """
+    from medxlate.package import read_package
+
+    path = Path(path)
+    if not path.is_dir():
+        return path, None
+    return read_package(path)
+
+
+def model_in_artifacts(local: Path, model_uri: str) -> Path:
+    """The model among downloaded MLflow artifacts: a package folder if there is one, else the first ``*.pt``.
+
+    Raises:
+        CheckpointError: if there is neither.
+    """
+    from medxlate.package import MANIFEST_FILE
+
+    if local.is_file():
+        return local
+    candidates = [p.parent for p in sorted(local.rglob(MANIFEST_FILE))] or sorted(local.rglob("*.pt"))
+    if not candidates:
+        raise CheckpointError(f"{model_uri}: no model package or checkpoint (*.pt) found among the artifacts")
+    return candidates[0]
 
 
 def build_generator_from_spec(spec: dict[str, Any], source: str | Path = "checkpoint") -> torch.nn.Module:

@@ -19,7 +19,7 @@ from medxlate.inference import lift
 from medxlate.inference.background import fill_outside_body
 from medxlate.inference.device import resolve_device
 from medxlate.inference.finite import check_finite_input, check_finite_output, check_finite_weights
-from medxlate.inference.loading import build_generator_from_spec, checked_strategy
+from medxlate.inference.loading import build_generator_from_spec, checked_strategy, model_file, model_in_artifacts
 from medxlate.inference.runner import infer_volume
 from medxlate.inference.strategy import (
     InferenceStrategy,
@@ -82,16 +82,20 @@ class Translator:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device | None = "auto", progress: bool = False
     ) -> Translator:
-        """Load generator weights and preprocessing from a medxlate checkpoint (``weights_only``).
+        """Load generator weights and preprocessing from a medxlate checkpoint or model package (``weights_only``).
 
         Args:
-            path: The checkpoint file.
+            path: The checkpoint file, or a model package folder (``medxlate export``): its files are
+                checked against its ``SHA256SUMS`` before its checkpoint is read.
             device: See :func:`resolve_device`.
             progress: Show a progress bar (on stderr) while a volume is translated.
 
         Raises:
-            CheckpointError: if the file is not a usable medxlate checkpoint.
+            CheckpointError: if the file is not a usable medxlate checkpoint, or a package file was
+                modified or truncated (named).
         """
+        package = Path(path).resolve() if Path(path).is_dir() else None
+        path, record = model_file(path)
         content = load_checkpoint(path)
         generator = build_generator_from_spec(checkpoint_field(content, path, "generator_spec", dict), path)
         weights = checkpoint_field(content, path, "generator", dict)
@@ -118,6 +122,7 @@ class Translator:
             "medxlate_version": content.get("medxlate_version"),
             "config_name": config.get("name"),
             "source_modality": content.get("source_modality"),
+            **({"package": str(package), "license": record.get("license")} if package and record else {}),
         }
         translator = cls(
             generator,
@@ -147,12 +152,32 @@ class Translator:
                 f"{model_uri}: not found in the MLflow store {mlflow.get_tracking_uri()} ({e.error_code}); "
                 "expected runs:/<run id>/<path>, models:/<name>/<version> or models:/<name>@<alias>"
             ) from e
-        candidates = [local] if local.is_file() else sorted(local.rglob("*.pt"))
-        if not candidates:
-            raise CheckpointError(f"{model_uri}: no checkpoint (*.pt) found among the artifacts")
-        translator = cls.from_checkpoint(candidates[0], device)
+        translator = cls.from_checkpoint(model_in_artifacts(local, model_uri), device)
         translator.provenance["mlflow_model_uri"] = model_uri
         return translator
+
+    @classmethod
+    def from_pretrained(
+        cls, reference: str | Path, device: str | torch.device | None = "auto", progress: bool = False
+    ) -> Translator:
+        """Load a model package, a checkpoint or an MLflow model; nothing is downloaded from a hub.
+
+        Args:
+            reference: A package folder or checkpoint file (a path or ``file://`` URL), or an MLflow
+                model (``runs:/<run id>/<path>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``).
+            device: See :func:`resolve_device`.
+            progress: Show a progress bar (on stderr) while a volume is translated.
+
+        Raises:
+            CheckpointError: an unusable or tampered model (the file named), or a reference of another
+                kind (``http(s)://``, ``hf://``...).
+        """
+        from medxlate.package import resolve_reference
+
+        kind, target = resolve_reference(reference)
+        if kind == "mlflow":
+            return cls.from_mlflow(str(target), device)
+        return cls.from_checkpoint(target, device, progress)
 
     def __call__(self, volume: MetaTensor, fill_background: bool = True) -> MetaTensor:
         """Translate a (1, X, Y, Z) volume in source units (CT in HU; MR in its own units).

@@ -84,11 +84,14 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
+def atomic_dir(path: Path, replace_existing: bool = False) -> Iterator[Path]:
     """Yield a new temporary sibling folder to fill; move it onto ``path`` when the block succeeds.
 
     Args:
         path: Final folder: must not exist, or be empty (it is replaced).
+        replace_existing: Also replace a non-empty ``path``: once the new folder is complete, the old
+            one is moved aside to a temporary sibling, the new one renamed onto ``path``, then the old
+            one deleted (put back if the rename fails). The caller decides whether ``path`` may go.
 
     Yields:
         The temporary folder (created, empty).
@@ -102,9 +105,24 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     with _removed_on_failure(tmp, path, lambda: shutil.rmtree(tmp, ignore_errors=True)):
         tmp.mkdir()
         yield tmp
+        if replace_existing and path.is_dir() and any(path.iterdir()):
+            _swap_dir(tmp, path)
+            return
         if path.exists():
             path.rmdir()  # empty (an error naming it otherwise)
         os.replace(tmp, path)
+
+
+def _swap_dir(new: Path, path: Path) -> None:
+    """Put the complete folder ``new`` in place of the non-empty folder ``path`` and delete the old one."""
+    old = _temporary_sibling(path, ".old")
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def is_temporary(name: str) -> bool:

@@ -1,7 +1,8 @@
 """MLflow Model Registry: a trained checkpoint as a registered pyfunc model with a signature.
 
 The pyfunc model is logged as code (:mod:`medxlate.tracking.pyfunc_model`, nothing pickled) and carries
-the medxlate checkpoint as its one artifact; loading it (or calling
+the medxlate model package (:mod:`medxlate.package`: checkpoint, ``model.json``, ``MODEL_CARD.md``,
+``SHA256SUMS``, exactly what ``medxlate export`` writes) as its one artifact, ``package``; loading it (or calling
 ``Translator.from_mlflow("models:/NAME/VERSION")`` / ``"models:/NAME@alias"``) rebuilds the generator
 and its preprocessing exactly as :meth:`~medxlate.inference.Translator.from_checkpoint` does.
 ``predict`` takes a ``(1, X, Y, Z)`` float32 array in source units on an identity (RAS, 1 mm) grid
@@ -14,6 +15,7 @@ carries a description (task, direction, validation metrics, run) and ``medxlate.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,10 @@ class TranslatorModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of a medxlate checkpoint (loaded on CPU unless CUDA is available)."""
 
     def load_context(self, context: Any) -> None:
-        """Rebuild the Translator from the checkpoint artifact."""
+        """Rebuild the Translator from the package artifact (its SHA256SUMS verified)."""
         from medxlate.inference import Translator
 
-        self.translator = Translator.from_checkpoint(context.artifacts["checkpoint"])
+        self.translator = Translator.from_checkpoint(context.artifacts["package"])
 
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         """Translate one ``(1, X, Y, Z)`` volume given on an identity grid (X-ray -> CT: ``(V, S, S)`` views)."""
@@ -63,6 +65,10 @@ def signature(views_in: bool = False) -> Any:
 def register_checkpoint(checkpoint: str | Path, run_id: str, name: str, tracking_uri: str | None = None) -> int:
     """Log ``checkpoint`` as a pyfunc model in run ``run_id`` and register it as ``name``.
 
+    The model's artifact is the checkpoint's model package (licence ``unspecified``; see
+    :func:`medxlate.package.export_package`), so a registered version and an exported package are the
+    same files.
+
     Uses ``tracking_uri`` or else the current MLflow tracking URI (the registry lives in the same store).
     The new version gets a description and tags (:func:`version_description`, :func:`version_tags`).
 
@@ -81,18 +87,20 @@ def register_checkpoint(checkpoint: str | Path, run_id: str, name: str, tracking
         f"medxlate=={__version__}",
     ]
     from medxlate.checkpoint import load_checkpoint
+    from medxlate.package import export_package
 
     content = load_checkpoint(checkpoint)
     views_in = (content.get("inference") or {}).get("kind") == "lift"
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        package = export_package(checkpoint, Path(folder) / "package")
         # the signature is given explicitly; an input example would be a whole volume in the store
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         info = mlflow.pyfunc.log_model(
             name=ARTIFACT_PATH,
             python_model=str(MODEL_CODE),  # models from code: no CloudPickle'd object (and no warning about it)
-            artifacts={"checkpoint": str(checkpoint)},
+            artifacts={"package": str(package)},
             signature=signature(views_in),
             pip_requirements=requirements,
             registered_model_name=name,

@@ -174,7 +174,7 @@ def _fit(cfg: ExperimentConfig, tracker: Tracker | None, runtime: Runtime) -> Tr
         loader=loader,
         tracker=tracker or NullTracker(),
         checkpoint=out_dir / CHECKPOINT_NAME,
-        static_payload=_static_payload(cfg, prep, in_channels, task, dataset.root),
+        static_payload=_static_payload(cfg, prep, in_channels, task, dataset),
         adversarial=_adversarial(cfg),
         validate=run_validation,
         step_options=step_options(cfg, prep),
@@ -231,10 +231,11 @@ def _wrap(modules: GanModules, runtime: Runtime, cfg: ExperimentConfig) -> GanMo
 
 
 def _static_payload(
-    cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, task: Task, root: Path
+    cfg: ExperimentConfig, prep: Preprocessing, in_channels: int, task: Task, dataset: Any
 ) -> dict[str, Any]:
     """Checkpoint content that does not change during the run."""
     strategy = lift_strategy(cfg) if task.geometry == "projection" else inference_strategy(cfg)
+    fingerprint = _fingerprint_hash(dataset.root)
     return {
         "config": cfg.model_dump(mode="json"),
         "preprocessing": prep.to_dict(),
@@ -242,9 +243,22 @@ def _static_payload(
         "inference": strategy_to_dict(strategy),
         "source_modality": task.source_modality,
         "target_modality": task.target_modality,
-        "dataset_fingerprint": _fingerprint_hash(root),
+        "dataset_fingerprint": fingerprint,
+        "training_data": _training_data(dataset, fingerprint),
         "medxlate_version": __version__,
     }
+
+
+def _training_data(dataset: Any, fingerprint: str | None) -> dict[str, Any]:
+    """What the model learnt from, without identifiers: a SHA-256 of the data and the cases per split."""
+    if fingerprint:
+        digest, digest_of = fingerprint, "the dataset's fingerprint.json"
+    elif isinstance(dataset, CtSource):
+        digest, digest_of = dataset.digest, "the CT files"
+    else:
+        digest, digest_of = _index_hash(dataset.root), "the dataset's dataset.json"
+    cases = {split: len(dataset.split(split)) for split in ("train", "val")}
+    return {"digest": digest, "digest_of": digest_of, "cases": cases}
 
 
 def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resume_from: Path | None) -> str | None:
@@ -261,7 +275,7 @@ def _start_tracking(cfg: ExperimentConfig, trainer: Trainer, dataset: Any, resum
         cfg.experiment_name, run_name, flatten_config(cfg), tags=tags, resume_run_id=trainer.progress.run_id
     )
     if run_id and run_id != trainer.progress.run_id:  # a new run: record its training data
-        digest = fingerprint or (dataset.digest if isinstance(dataset, CtSource) else _index_hash(dataset.root))
+        digest = trainer.static_payload["training_data"]["digest"]
         trainer.tracker.log_dataset(dataset.name, digest, str(dataset.root.resolve()), "training")
     return run_id
 

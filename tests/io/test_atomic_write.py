@@ -203,3 +203,18 @@ def test_atomic_dir_is_all_or_nothing(tmp_path: Path) -> None:
     with atomic_dir(target) as staging:
         (staging / "slice_0001.dcm").write_bytes(b"done")
     assert [p.name for p in tmp_path.iterdir()] == ["series"] and (target / "slice_0001.dcm").read_bytes() == b"done"
+
+
+def test_atomic_dir_replaces_a_full_folder_only_when_asked_and_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "package"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(OSError), atomic_dir(target) as staging:  # not asked: a full folder stays
+        (staging / "new.txt").write_text("new")
+    with pytest.raises(RuntimeError), atomic_dir(target, replace_existing=True) as staging:
+        (staging / "new.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == ["package"] and [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_dir(target, replace_existing=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["package"] and [p.name for p in target.iterdir()] == ["new.txt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,13 @@ def test_registered_model_loads_by_version_and_alias(
     for model_uri in ("models:/tiny_ct2mr/1", "models:/tiny_ct2mr@champion"):
         remote = Translator.from_mlflow(model_uri, device="cpu")
         assert Path(remote.provenance["checkpoint"]).name == "model.pt"  # the slim inference checkpoint
+        assert Path(remote.provenance["package"], "SHA256SUMS").is_file()  # of the package, verified
         assert remote.preprocessing == local.preprocessing
         torch.testing.assert_close(remote(source).as_tensor(), expected.as_tensor(), rtol=0, atol=0)
         torch.testing.assert_close(remote(source).affine, expected.affine)
+    stored = Path(mlflow.artifacts.download_artifacts("models:/tiny_ct2mr/1")) / "artifacts" / "package"
+    assert sorted(p.name for p in stored.iterdir()) == ["MODEL_CARD.md", "SHA256SUMS", "model.json", "model.pt"]
+    assert json.loads((stored / "model.json").read_text())["task"]["direction"] == "CT -> MR"
     model = mlflow.pyfunc.load_model("models:/tiny_ct2mr@champion")
     inputs = model.metadata.get_input_schema().inputs[0]
     assert inputs.shape == (1, -1, -1, -1) and inputs.type == np.dtype(np.float32)

@@ -91,6 +91,9 @@ def test_tiny_xray_run_writes_a_lift_checkpoint_and_validates_in_hu(dataset: Pat
     for name in ("train/loss_g_mse", "train/loss_g_projection", "train/loss_g_adversarial", "train/loss_d"):
         assert np.isfinite(tracker.metrics[name]), name
     assert "val/reprojection_mae" in tracker.metrics
+    data = content["training_data"]  # what the model card shows: no identifiers, a digest and case counts
+    assert set(data) == {"digest", "digest_of", "cases"} and len(data["digest"]) == 64
+    assert data["cases"]["train"] >= 1 and data["cases"]["val"] == len(result.per_case)
 
 
 def test_drr_items_are_seeded_per_item_and_epoch_and_match_their_ct(dataset: Path, tmp_path: Path) -> None:
