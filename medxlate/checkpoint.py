@@ -83,11 +83,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         CheckpointError: if the file is missing, corrupt, holds objects other than tensors and plain
             values, or is not a medxlate checkpoint.
     """
+    content = load_torch_file(path, map_location)
+    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a medxlate checkpoint (no '{CHECKPOINT_FORMAT}' format marker)")
+    if content.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {content.get('version')!r}, this medxlate reads {CHECKPOINT_VERSION}"
+        )
+    return content
+
+
+def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Read any PyTorch file safely (``torch.load(weights_only=True)``: tensors and plain values only,
+    nothing is unpickled that could run code), e.g. a state dict written by another project.
+
+    Args:
+        path: The ``.pt``/``.pth`` file.
+        map_location: Where tensors are loaded.
+
+    Returns:
+        What the file holds.
+
+    Raises:
+        CheckpointError: if the file is missing, corrupt, or holds objects other than tensors and
+            plain values.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        content = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only load failed" not in str(e).lower():
             raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated)") from e
@@ -99,13 +124,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path}: not a readable checkpoint (not a PyTorch file, or corrupt or truncated: {type(e).__name__})"
         ) from e
-    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a medxlate checkpoint (no '{CHECKPOINT_FORMAT}' format marker)")
-    if content.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {content.get('version')!r}, this medxlate reads {CHECKPOINT_VERSION}"
-        )
-    return content
 
 
 def checkpoint_field(content: dict[str, Any], path: str | Path, key: str, expected: type, within: str = "") -> Any:

@@ -384,6 +384,51 @@ def translate(
         raise InputDataError(f"{len(result.failed)} of {len(result.rows)} inputs failed; see {result.summary_path}")
 
 
+@app.command("import-pix2pix")
+def import_pix2pix(
+    weights: Annotated[Path, typer.Argument(help="Generator state dict saved by pix2pix/CycleGAN (latest_net_G.pth).")],
+    output: Annotated[Path, typer.Argument(help="medxlate checkpoint to write (.pt), for 'medxlate translate'.")],
+    task: Annotated[str, typer.Option(help="ct2mr or mr2ct (required).")],
+    window: Annotated[
+        tuple[float, float], typer.Option(help="CT window (HU) the training images' [-1, 1] came from (required).")
+    ],
+    net_g: Annotated[
+        str, typer.Option("--netG", help="unet_256, unet_128, resnet_9blocks or resnet_6blocks (as trained).")
+    ] = "unet_256",
+    norm: Annotated[str, typer.Option(help="batch or instance (as trained).")] = "batch",
+    input_nc: Annotated[int, typer.Option("--input-nc", help="Input channels: 2k+1 = a slice and k each side.")] = 1,
+    output_nc: Annotated[int, typer.Option("--output-nc", help="Output channels (1).")] = 1,
+    ngf: Annotated[int, typer.Option(help="Channels of the first layer (as trained).")] = 64,
+    mr_percentiles: Annotated[
+        tuple[float, float], typer.Option("--mr-percentiles", help="MR percentiles scaled to [-1, 1] (mr2ct input).")
+    ] = (0.5, 99.5),
+    mr_range: Annotated[
+        tuple[float, float] | None, typer.Option("--mr-range", help="ct2mr: MR intensities the output maps to.")
+    ] = None,
+    pixdim: Annotated[
+        tuple[float, float, float] | None, typer.Option(help="Spacing (mm) to translate on; default: the input's.")
+    ] = None,
+) -> None:
+    """Import a pix2pix/CycleGAN generator (junyanz/pytorch-CycleGAN-and-pix2pix) as a medxlate checkpoint."""
+    from medxlate.inference.imported import import_pix2pix as write_import
+
+    written = write_import(
+        weights,
+        output,
+        netG=net_g,
+        norm=norm,
+        task=task,
+        window=window,
+        input_nc=input_nc,
+        output_nc=output_nc,
+        ngf=ngf,
+        mr_percentiles=mr_percentiles,
+        mr_range=mr_range,
+        pixdim=pixdim,
+    )
+    typer.echo(f"checkpoint: {written}")
+
+
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Trained checkpoint (.pt) or model package folder.")],

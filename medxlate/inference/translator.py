@@ -110,10 +110,12 @@ class Translator:
         strategy = checked_strategy(path, content, prep)
         check_finite_weights(generator, str(path))
         if prep.domain is None and prep.pixdim is None and not isinstance(strategy, LiftStrategy):
+            why = "imported without --pixdim" if "imported_from" in content else "written before medxlate recorded it"
             logger.warning(
-                "%s: checkpoint records no training spacing (written before medxlate recorded it); "
+                "%s: checkpoint records no training spacing (%s); "
                 "inputs are translated at their own spacing, whatever the model was trained on",
                 path,
+                why,
             )
         provenance = {
             "checkpoint": str(Path(path).resolve()),

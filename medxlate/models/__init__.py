@@ -1,4 +1,5 @@
-"""Models of the pix2pix family: registries, generators, discriminators, adversarial losses.
+"""Models of the pix2pix family: registries, generators, discriminators, adversarial losses, and
+:func:`from_pix2pix` for generators trained with the pix2pix/CycleGAN reference implementation.
 
 Everything is dimension-generic (``spatial_dims`` 2 or 3) and built from MONAI's layer factories.
 
@@ -18,7 +19,9 @@ from torch import nn
 from medxlate.models.loss_terms import LOSS_TERMS
 from medxlate.models.losses import AdversarialLoss, l1_loss, pix2pix_generator_loss
 from medxlate.models.patchgan import PatchGANDiscriminator
+from medxlate.models.pix2pix import from_pix2pix
 from medxlate.models.registry import ADVERSARIAL_LOSSES, DISCRIMINATORS, GENERATORS, Registry
+from medxlate.models.resnet import ResNetGenerator
 from medxlate.models.unet import UNetGenerator
 from medxlate.models.weights import init_weights
 from medxlate.models.x2ct import X2CTGenerator
@@ -31,10 +34,12 @@ __all__ = [
     "AdversarialLoss",
     "PatchGANDiscriminator",
     "Registry",
+    "ResNetGenerator",
     "UNetGenerator",
     "X2CTGenerator",
     "build_discriminator",
     "build_generator",
+    "from_pix2pix",
     "get_adversarial_loss",
     "init_weights",
     "l1_loss",

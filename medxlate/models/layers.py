@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from monai.networks.layers.factories import Norm
+from monai.networks.layers.factories import Norm, Pad
 from torch import nn
 
 from medxlate.errors import ConfigError, GeometryError
@@ -29,6 +29,7 @@ __all__ = [
     "conv_bias",
     "make_norm",
     "monai_norm_name",
+    "reflection_pad",
 ]
 
 # Config value -> MONAI Norm factory key (None = no normalisation layer at all).
@@ -70,6 +71,28 @@ def make_norm(norm: str, spatial_dims: int, channels: int) -> nn.Module | None:
     """
     key = NORMS[norm]
     return None if key is None else Norm[key, spatial_dims](channels)
+
+
+_REFLECTION_PADS = (nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d)
+if "REFLECTIONPAD" not in Pad.names:  # MONAI's Pad factory has replication and constant padding only
+
+    @Pad.factory_function("reflectionpad")
+    def _reflection_pad_factory(dim: int) -> type[nn.Module]:
+        """Reflection padding layers in 1, 2, 3 dimensions (``ReflectionPad{dim}d``)."""
+        return _REFLECTION_PADS[dim - 1]
+
+
+def reflection_pad(spatial_dims: int, padding: int) -> nn.Module:
+    """A reflection padding layer of ``padding`` voxels on every side, from MONAI's ``Pad`` factory.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        padding: voxels added before and after every spatial axis.
+
+    Returns:
+        ``ReflectionPad{spatial_dims}d(padding)``.
+    """
+    return Pad["reflectionpad", spatial_dims](padding)
 
 
 def conv_bias(norm: str) -> bool:

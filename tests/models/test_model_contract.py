@@ -21,6 +21,7 @@ from medxlate.models import (
 # otherwise test_every_registered_model_is_covered fails: the contract applies to all of them.
 TINY_GENERATORS: dict[str, dict[str, Any]] = {
     "unet": {"ngf": 4, "num_downs": 4, "max_mult": 2},  # max_mult=2 so a dropout level exists
+    "resnet": {"ngf": 4, "n_blocks": 2, "dropout": 0.5},
 }
 # Generators whose input is not on the output's grid (views in, a volume out) have their own
 # contract in tests/models/test_x2ct_generator.py.

@@ -17,7 +17,7 @@ from medxlate.models import (
 
 
 def test_registered_names() -> None:
-    assert GENERATORS.names() == ("unet", "x2ct")
+    assert GENERATORS.names() == ("resnet", "unet", "x2ct")
     assert DISCRIMINATORS.names() == ("patchgan",)
     assert ADVERSARIAL_LOSSES.names() == ("hinge", "lsgan", "vanilla")
     assert "unet" in GENERATORS and "unet_256" not in GENERATORS  # no aliases
@@ -26,7 +26,7 @@ def test_registered_names() -> None:
 def test_unknown_generator_suggests_closest_and_lists_all() -> None:
     with pytest.raises(RegistryError) as info:
         build_generator("unet3", 2, 1, 1)
-    assert str(info.value) == "unknown generator 'unet3', did you mean 'unet'? available: unet, x2ct"
+    assert str(info.value) == "unknown generator 'unet3', did you mean 'unet'? available: resnet, unet, x2ct"
     assert isinstance(info.value, KeyError) and isinstance(info.value, MedxlateError)
 
 

@@ -1,13 +1,12 @@
 """The U-Net generator against an independent copy of the pix2pix reference and a closed-form count.
 
-``RefUnetGenerator`` below transcribes ``UnetGenerator``/``UnetSkipConnectionBlock`` of
-junyanz/pytorch-CycleGAN-and-pix2pix (models/networks.py) with plain torch layers, 2D only. Full-size
-networks are built on the meta device: parameters are counted without allocating or running them.
+``RefUnetGenerator`` is the transcription of ``UnetGenerator``/``UnetSkipConnectionBlock`` of
+junyanz/pytorch-CycleGAN-and-pix2pix (models/networks.py) in ``tests/models/pix2pix_reference.py``,
+plain torch layers, 2D only. Full-size networks are built on the meta device: parameters are counted
+without allocating or running them.
 """
 
 from __future__ import annotations
-
-import functools
 
 import pytest
 import torch
@@ -15,84 +14,11 @@ from torch import nn
 
 from medxlate.errors import GeometryError
 from medxlate.models import UNetGenerator
+from tests.models.pix2pix_reference import UnetGenerator as RefUnetGenerator
+from tests.models.pix2pix_reference import UnetSkipConnectionBlock as RefUnetSkipConnectionBlock
+from tests.models.pix2pix_reference import get_norm_layer
 
-
-class RefUnetSkipConnectionBlock(nn.Module):
-    """pix2pix ``UnetSkipConnectionBlock``, transcribed."""
-
-    def __init__(
-        self,
-        outer_nc: int,
-        inner_nc: int,
-        input_nc: int | None = None,
-        submodule: nn.Module | None = None,
-        outermost: bool = False,
-        innermost: bool = False,
-        norm_layer: type[nn.Module] | functools.partial[nn.Module] = nn.BatchNorm2d,
-        use_dropout: bool = False,
-    ) -> None:
-        super().__init__()
-        self.outermost = outermost
-        if isinstance(norm_layer, functools.partial):
-            use_bias = norm_layer.func == nn.InstanceNorm2d
-        else:
-            use_bias = norm_layer == nn.InstanceNorm2d
-        if input_nc is None:
-            input_nc = outer_nc
-        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-        downrelu = nn.LeakyReLU(0.2, True)
-        downnorm = norm_layer(inner_nc)
-        uprelu = nn.ReLU(True)
-        upnorm = norm_layer(outer_nc)
-        if outermost:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
-            model = [downconv, submodule, uprelu, upconv, nn.Tanh()]
-        elif innermost:
-            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-            model = [downrelu, downconv, uprelu, upconv, upnorm]
-        else:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-            model = [downrelu, downconv, downnorm, submodule, uprelu, upconv, upnorm]
-            if use_dropout:
-                model.append(nn.Dropout(0.5))
-        self.model = nn.Sequential(*model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.outermost:
-            return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
-
-
-class RefUnetGenerator(nn.Module):
-    """pix2pix ``UnetGenerator``, transcribed."""
-
-    def __init__(
-        self,
-        input_nc: int,
-        output_nc: int,
-        num_downs: int,
-        ngf: int = 64,
-        norm_layer: type[nn.Module] | functools.partial[nn.Module] = nn.BatchNorm2d,
-        use_dropout: bool = False,
-    ) -> None:
-        super().__init__()
-        block = RefUnetSkipConnectionBlock(ngf * 8, ngf * 8, norm_layer=norm_layer, innermost=True)
-        for _ in range(num_downs - 5):
-            block = RefUnetSkipConnectionBlock(
-                ngf * 8, ngf * 8, submodule=block, norm_layer=norm_layer, use_dropout=use_dropout
-            )
-        block = RefUnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm_layer=norm_layer)
-        block = RefUnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm_layer=norm_layer)
-        block = RefUnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm_layer=norm_layer)
-        self.model = RefUnetSkipConnectionBlock(
-            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm_layer=norm_layer
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-REF_INSTANCE = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+REF_INSTANCE = get_norm_layer("instance")
 
 
 def unet_param_formula(
