@@ -7,11 +7,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 
 from medxlate.config.prepare import DeformableConfig, PrepareConfig, RegistrationConfig
+from medxlate.data.deformable import _displacement_summary
 from medxlate.data.prepare import run_prepare
 from medxlate.data.registration import align, to_sitk
 from tests.conftest import write_nifti
@@ -87,3 +89,19 @@ def test_prepare_records_the_metric_and_writes_the_registered_target(tmp_path: P
     error_before = np.abs(mr - aligned)[inner].mean()
     error_after = np.abs(target - aligned)[inner].mean()
     assert error_after < 0.25 * error_before
+
+
+@pytest.mark.parametrize("scale", [1.1, -0.5])
+def test_jacobian_follows_the_image_direction(scale: float) -> None:
+    """A stretch along y has Jacobian ``scale`` everywhere, also where the grid's y axis is flipped in LPS.
+
+    ITK's DisplacementFieldJacobianDeterminant ignores the direction (2 - scale inside, (3 - scale) / 2
+    on the border here); a negative value is a fold, which :func:`register_bspline` refuses.
+    """
+    source, _ = _volumes()
+    fixed = to_sitk(source)
+    stretch = sitk.AffineTransform(3)
+    stretch.SetMatrix([1, 0, 0, 0, scale, 0, 0, 0, 1])
+    summary = _displacement_summary(stretch, fixed)
+    assert summary["jacobian_min"] == pytest.approx(scale, abs=1e-6)
+    assert summary["jacobian_max"] == pytest.approx(scale, abs=1e-6)
