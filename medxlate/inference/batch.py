@@ -209,6 +209,11 @@ def _previous_output(target: Path, source_sha256: str | None) -> tuple[str, str]
     recorded = record.get("source_sha256") if isinstance(record, dict) else None
     if recorded is not None and recorded == source_sha256:
         return "skipped", "output exists for this input (rerun)"
+    if recorded is None:  # e.g. a DICOM series written before batch recorded series checksums
+        return "failed", (
+            f"{target.name} exists but {sidecar.name} records no source_sha256, so it cannot be matched to this "
+            "input; expected no output or one made from this input: remove it or choose another output folder"
+        )
     return "failed", (
         f"{target.name} exists and was made from another input (source_sha256 {str(recorded)[:12]} in "
         f"{sidecar.name}, this input {str(source_sha256)[:12]}); expected no output or this input's: "

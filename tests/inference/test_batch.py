@@ -147,6 +147,14 @@ def test_inputs_sharing_a_name_get_their_own_output_and_a_rerun_checks_the_input
     assert code == 2 and "0 translated, 2 skipped, 1 failed" in stdout
     assert "case_nii_synthetic_mr.nii.gz exists and was made from another input" in err
     assert (out / "case_nii_synthetic_mr.nii.gz").read_bytes() == before
+    # an output whose sidecar records no checksum (an older medxlate) is not claimed as another input's
+    sidecar = out / "case_nrrd_synthetic_mr.json"
+    record = json.loads(sidecar.read_text())
+    del record["source_sha256"]
+    sidecar.write_text(json.dumps(record))
+    code, stdout, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and "0 translated, 1 skipped, 2 failed" in stdout
+    assert "case_nrrd_synthetic_mr.nii.gz exists but case_nrrd_synthetic_mr.json records no source_sha256" in err
 
 
 def test_output_names_are_unique_and_stable() -> None:
