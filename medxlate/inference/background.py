@@ -58,4 +58,5 @@ def fill_outside_body(
         )
         return result
     background = torch.tensor(target_background(preprocessing), dtype=result.dtype)
-    return MetaTensor(torch.where(body, result.as_tensor(), background), affine=result.affine.clone())
+    meta = {k: v for k, v in result.meta.items() if k != "affine"}  # keep what restore_grid carried over
+    return MetaTensor(torch.where(body, result.as_tensor(), background), affine=result.affine.clone(), meta=meta)
